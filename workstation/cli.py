@@ -1,0 +1,129 @@
+"""The ``workstation`` command: parse, call the engine, print. Exit codes: 0 ok, 1 failure, 2 usage.
+
+Subcommands land with the issues that build them; each one here is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from workstation import __version__
+from workstation.core.errors import Cancelled, WorkstationError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class _Bar:
+    """A one-line progress bar on a terminal (stderr); silent when not a TTY."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        bar = "█" * filled + "·" * (width - filled)
+        self.stream.write(f"\r{message:<16} {bar} {done}/{total}")
+        if done >= total:
+            self.stream.write("\r" + " " * (width + 40) + "\r")
+        self.stream.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workstation",
+        description="Medical Workstation. Without a command: show the bundled demo study.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = commands.add_parser("scan", help="index DICOM under PATH: patients, studies, series")
+    scan.add_argument("path", metavar="PATH", help="folder (searched recursively) or file")
+    scan.add_argument("--json", action="store_true", help="print the catalog as JSON")
+
+    export = commands.add_parser("export", help="assemble a series and write .nii.gz/.nrrd/.mha")
+    export.add_argument("path", metavar="PATH", help="folder or file holding the series")
+    export.add_argument("--series", metavar="UID", help="series key or SeriesInstanceUID")
+    export.add_argument("--out", metavar="FILE", required=True, help="output file")
+    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return _demo()
+        if args.command == "scan":
+            return _scan(args.path, as_json=args.json)
+        if args.command == "export":
+            return _export(args.path, args.series, args.out, as_json=args.json)
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return EXIT_FAILURE
+    except WorkstationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+def _demo() -> int:
+    from workstation.config import demo_study_path
+
+    print("The desktop viewer is not built yet; here is the bundled demo study's scan.\n")
+    return _scan(str(demo_study_path()), as_json=False)
+
+
+def _scan(path: str, *, as_json: bool) -> int:
+    from workstation.dicom import scan
+
+    catalog = scan(path, progress=_Bar())
+    if as_json:
+        json.dump(catalog.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from workstation.cli_format import format_catalog
+
+        sys.stdout.write(format_catalog(catalog))
+    return EXIT_OK if catalog.series else EXIT_FAILURE
+
+
+def _export(path: str, series: str | None, out: str, *, as_json: bool) -> int:
+    from workstation.dicom import export_volume, load_series
+
+    volume = load_series(path, series, progress=_Bar())
+    written = export_volume(volume, out)
+    if as_json:
+        json.dump(
+            {
+                "out": str(written),
+                "series": volume.metadata.get("key"),
+                "size": list(volume.size),
+                "spacing": list(volume.spacing),
+                "origin": list(volume.origin),
+                "direction": volume.direction.ravel().tolist(),
+                "dtype": str(volume.array.dtype),
+                "warnings": list(volume.warnings),
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        i, j, k = volume.size
+        print(f"wrote {written} ({i}×{j}×{k}, {volume.array.dtype})")
+        for warning in volume.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK

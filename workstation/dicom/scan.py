@@ -1,0 +1,141 @@
+"""Index DICOM files under a path: headers only, recursive, tolerant of junk.
+
+Every file is examined (DICOM files often have no extension; a DICOMDIR is recognised and skipped
+since the files it points to are in the same tree). Each unreadable file becomes a
+:class:`~workstation.dicom.catalog.Problem` with its path and reason; nothing raises for a bad
+file. Large trees are read by several processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from workstation.core.errors import WorkstationError
+from workstation.core.tasks import CancelToken, ProgressFn, check_cancel, throttled
+from workstation.dicom.catalog import Catalog, Problem
+from workstation.dicom.errors import DicomError, NotDicomError
+from workstation.dicom.header import SliceHeader, read_slices
+from workstation.dicom.series import build_stacks
+
+_PARALLEL_MIN_FILES = 4000
+_CHUNK = 256
+_SKIP_NAMES = frozenset(("DICOMDIR", ".DS_Store", "Thumbs.db"))
+
+
+def iter_files(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Every regular file under ``path`` (or ``path`` itself), in a stable order."""
+    root = os.fspath(path)
+    if os.path.isfile(root):
+        yield root
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(entry.path)
+            elif entry.is_file() and entry.name not in _SKIP_NAMES:
+                yield entry.path
+        stack.extend(reversed(subfolders))
+
+
+def _read_many(paths: Sequence[str]) -> list[tuple[str, list[SliceHeader] | str, bool]]:
+    """Read headers of ``paths``: (path, slices or reason, is_dicom) per file."""
+    results: list[tuple[str, list[SliceHeader] | str, bool]] = []
+    for path in paths:
+        try:
+            results.append((path, read_slices(path), True))
+        except NotDicomError as error:
+            results.append((path, error.message, False))
+        except DicomError as error:
+            results.append((path, error.message, True))
+    return results
+
+
+def scan(
+    source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    workers: int | None = None,
+) -> Catalog:
+    """Index the DICOM files under ``source`` (a folder, a file, or a list of files).
+
+    Parameters
+    ----------
+    source
+        Folder (searched recursively), single file, or iterable of files.
+    progress
+        Called as ``progress(done, total, message)`` (throttled).
+    cancel
+        Checked between chunks of files; raises :class:`~workstation.core.Cancelled`.
+    workers
+        Processes for header reading; by default one per core for large trees, else none.
+
+    Returns
+    -------
+    Catalog
+        Patients, studies and series (split into stacks), and the files that could not be used.
+    """
+    if isinstance(source, str | os.PathLike):
+        root = os.fspath(source)
+        if not os.path.exists(root):
+            raise WorkstationError(f"no such file or folder: {root}", path=root)
+        files = list(iter_files(root))
+    else:
+        files = [os.fspath(f) for f in source]
+        root = os.path.commonpath(files) if files else ""
+    report = throttled(progress)
+    total = len(files)
+    report(0, total, "reading headers")
+    slices: list[SliceHeader] = []
+    problems: list[Problem] = []
+    dicom_files = 0
+    chunks = [files[i : i + _CHUNK] for i in range(0, total, _CHUNK)]
+    done = 0
+    for chunk_result in _map_chunks(chunks, workers, cancel):
+        for path, result, is_dicom in chunk_result:
+            if isinstance(result, str):
+                problems.append(Problem(path, result))
+                dicom_files += is_dicom
+                continue
+            dicom_files += 1
+            if not result or not result[0].has_pixels:
+                problems.append(Problem(path, "DICOM without pixel data (not an image)"))
+                continue
+            slices.extend(result)
+        done += len(chunk_result)
+        report(done, total, "reading headers")
+    check_cancel(cancel)
+    stacks, dropped = build_stacks(slices)
+    problems.extend(Problem(path, reason) for path, reason in dropped)
+    return Catalog.from_stacks(root, stacks, problems, files_seen=total, dicom_files=dicom_files)
+
+
+def _map_chunks(
+    chunks: list[list[str]], workers: int | None, cancel: CancelToken | None
+) -> Iterator[list[tuple[str, list[SliceHeader] | str, bool]]]:
+    files = sum(len(c) for c in chunks)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if files >= _PARALLEL_MIN_FILES else 1
+    if workers <= 1 or len(chunks) < 2:
+        for chunk in chunks:
+            check_cancel(cancel)
+            yield _read_many(chunk)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_read_many, chunk) for chunk in chunks]
+        try:
+            for future in futures:
+                check_cancel(cancel)
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
