@@ -20,9 +20,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 class _Bar:
     """A one-line progress bar on a terminal (stderr); silent when not a TTY."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = sys.stderr if stream is None else stream  # the current one, not import's
+        self.enabled = self.stream.isatty()
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         if not self.enabled or total <= 0:
@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help / --version (0) and usage errors (2), already printed
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     try:
         if args.command is None:
             return _demo()
@@ -68,21 +71,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             return _export(args.path, args.series, args.out, as_json=args.json)
     except Cancelled:
-        print("cancelled", file=sys.stderr)
+        sys.stderr.write("cancelled\n")
         return EXIT_FAILURE
     except WorkstationError as error:
-        print(f"error: {error}", file=sys.stderr)
+        sys.stderr.write(f"error: {error}\n")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
-    parser.error(f"unknown command {args.command}")
+    parser.print_usage(sys.stderr)
+    sys.stderr.write(f"workstation: error: unknown command {args.command}\n")
     return EXIT_USAGE
 
 
 def _demo() -> int:
     from workstation.config import demo_study_path
 
-    print("The desktop viewer is not built yet; here is the bundled demo study's scan.\n")
+    sys.stdout.write(
+        "The desktop viewer is not built yet; here is the bundled demo study's scan.\n\n"
+    )
     return _scan(str(demo_study_path()), as_json=False)
 
 
@@ -97,12 +103,17 @@ def _scan(path: str, *, as_json: bool) -> int:
         from workstation.cli_format import format_catalog
 
         sys.stdout.write(format_catalog(catalog))
-    return EXIT_OK if catalog.series else EXIT_FAILURE
+    if not catalog.series:
+        sys.stderr.write(f"error: no DICOM series found under {path}\n")
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _export(path: str, series: str | None, out: str, *, as_json: bool) -> int:
     from workstation.dicom import export_volume, load_series
+    from workstation.dicom.export import check_export_path
 
+    check_export_path(out)  # fail before loading the series, not after
     volume = load_series(path, series, progress=_Bar())
     written = export_volume(volume, out)
     if as_json:
@@ -123,7 +134,7 @@ def _export(path: str, series: str | None, out: str, *, as_json: bool) -> int:
         sys.stdout.write("\n")
     else:
         i, j, k = volume.size
-        print(f"wrote {written} ({i}×{j}×{k}, {volume.array.dtype})")
+        sys.stdout.write(f"wrote {written} ({i}×{j}×{k}, {volume.array.dtype})\n")
         for warning in volume.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            sys.stderr.write(f"warning: {warning}\n")
     return EXIT_OK

@@ -11,7 +11,8 @@ Hierarchy (each package adds its own branch under the root)::
         ├── SeriesNotFoundError   no series with that UID under the source
         ├── AmbiguousSeriesError  several series / stacks and none was chosen
         ├── UnsupportedSeriesError  e.g. Siemens mosaic, positions repeated with no way to split
-        └── PixelDecodeError      pixel data present but cannot be decoded
+        ├── PixelDecodeError      pixel data present but cannot be decoded
+        └── ExportError           a volume could not be written (workstation.dicom.export)
 
 Errors carry structured context (``path``, ``uid``) so the UI can show them without parsing
 the message, and the message says what the user can do about it.

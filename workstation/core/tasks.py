@@ -7,6 +7,7 @@ per frame). The Qt layer adapts these to signals; the CLI to a progress bar; tes
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -64,7 +65,7 @@ def throttled(progress: ProgressFn | None, *, interval: float = 0.05) -> Progres
     """
     if progress is None:
         return _ignore
-    last = [0.0]
+    last = [-math.inf]  # so the first report passes whatever its ``done``
 
     def report(done: int, total: int, message: str = "") -> None:
         now = time.monotonic()

@@ -59,15 +59,20 @@ class Volume:
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
             raise ValueError(f"a Volume needs a 3D array [k, j, i], got shape {self.array.shape}")
-        direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+        # A copy: the caller's matrix stays theirs, and ours cannot change behind our back.
+        direction = np.array(self.direction, dtype=np.float64).reshape(3, 3)
         direction.setflags(write=False)
         object.__setattr__(self, "direction", direction)
         object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
         object.__setattr__(self, "origin", tuple(float(o) for o in self.origin))
         object.__setattr__(self, "warnings", tuple(self.warnings))
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
-        if any(s <= 0 for s in self.spacing):
-            raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if len(self.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing):
+            raise ValueError(f"spacing must be three positive numbers, got {self.spacing}")
+        if len(self.origin) != 3 or not np.all(np.isfinite(self.origin)):
+            raise ValueError(f"origin must be three finite numbers, got {self.origin}")
+        if not np.all(np.isfinite(direction)):
+            raise ValueError(f"direction must be finite, got {direction.tolist()}")
 
     # -- geometry ---------------------------------------------------------------------------
     @property

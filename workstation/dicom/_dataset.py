@@ -4,11 +4,12 @@ The dictionaries use the same keys and value shapes as :mod:`workstation.dicom._
 constructor builds :class:`~workstation.dicom.header.SliceHeader` from either reader. Enhanced
 multi-frame objects take their geometry, rescale and frame identity from the shared and per-frame
 functional groups; legacy multi-frame objects from the top-level position and the spacing between
-slices.
+slices (RT Dose: the GridFrameOffsetVector).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,16 @@ def _is_multi(value: Any) -> bool:
     return isinstance(value, MultiValue | list | tuple)
 
 
+def _from_raw(raw: bytes, kind: str, little_endian: bool) -> Any:
+    """The value of an element read with VR UN, decoded as ``kind``."""
+    if kind == "us":
+        if len(raw) < 2:
+            return None
+        return struct.unpack_from("<H" if little_endian else ">H", raw)[0]
+    text = raw.decode("latin-1").rstrip("\0 ")
+    return text.split("\\") if kind in ("strs", "ds", "is") else text
+
+
 def _top_level(dataset: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for tag, (keyword, kind) in WANTED.items():
@@ -45,6 +56,8 @@ def _top_level(dataset: Any) -> dict[str, Any]:
         if element is None:
             continue
         value = element.value
+        if isinstance(value, bytes):  # VR UN (e.g. a private tag): the raw value, as _skim reads it
+            value = _from_raw(value, kind, dataset.is_little_endian)
         if keyword == "PatientName":
             value = str(value)
         values[keyword] = _convert(value, kind)
@@ -130,13 +143,24 @@ def slices_from_dataset(
 
 
 def _legacy_positions(base: dict[str, Any], frames: int) -> list[tuple[float, ...]] | None:
-    """Frame positions of a legacy multi-frame image: origin + index × spacing × normal."""
+    """Frame positions of a legacy multi-frame image: origin + offset × normal.
+
+    The offsets come from GridFrameOffsetVector when it has one value per frame (RT Dose; the
+    values are relative to the first frame or, when the first is not 0, absolute along the
+    normal, so subtracting the first covers both), else index × the spacing between slices."""
     position = base.get("ImagePositionPatient")
     orientation = base.get("ImageOrientationPatient")
     spacing = base.get("SpacingBetweenSlices") or base.get("SliceThickness")
-    if not position or not orientation or not spacing or frames < 2:
+    grid = base.get("GridFrameOffsetVector")
+    if grid is not None and len(grid) == frames:
+        offsets = [value - grid[0] for value in grid]
+    elif spacing:
+        offsets = [i * float(spacing[0]) for i in range(frames)]
+    else:
+        return None
+    if not position or not orientation or frames < 2:
         return None
     row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:6])
     normal = np.cross(row, column)
     origin = np.asarray(position[:3])
-    return [tuple(float(v) for v in origin + i * float(spacing[0]) * normal) for i in range(frames)]
+    return [tuple(float(v) for v in origin + offset * normal) for offset in offsets]

@@ -3,9 +3,10 @@
 Scanning thousands of files is dominated by pydicom's general element machinery. This module
 walks the elements of a little-endian file (explicit or implicit VR) with ``struct`` and keeps only
 the few attributes the catalog and the loader need, stopping at the pixel data, whose offset and
-length it records. Anything unusual (big endian, deflate, multi-frame, a character set other than
-ASCII / Latin-1 / UTF-8, a truncated or odd structure) makes it return ``None``, and the caller
-reads the file with pydicom instead. Tests check it agrees with pydicom on every file they have.
+length it records. Anything unusual (big endian, deflate, multi-frame, functional groups, a
+character set other than ASCII / Latin-1 / UTF-8, a truncated or odd structure) makes it return
+``None``, and the caller reads the file with pydicom instead. Tests check it agrees with pydicom
+on every file they have.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _PIXEL_DATA = 0x7FE00010
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
+# Enhanced objects keep geometry and rescale in functional groups, even with a single frame.
+_FUNCTIONAL_GROUPS = (0x52009229, 0x52009230)
 
 # tag -> (keyword, kind). kinds: "str" text, "strs" multi-valued text, "ds" decimal string(s),
 # "is" integer string(s), "us" unsigned short.
@@ -44,6 +47,7 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00180086: ("EchoNumbers", "is"),
     0x00180088: ("SpacingBetweenSlices", "ds"),
     0x00181120: ("GantryDetectorTilt", "ds"),
+    0x00190010: ("PrivateCreator0019", "str"),  # "SIEMENS MR HEADER" owns (0019,100A)
     0x0019100A: ("NumberOfImagesInMosaic", "us"),
     0x0020000D: ("StudyInstanceUID", "str"),
     0x0020000E: ("SeriesInstanceUID", "str"),
@@ -67,6 +71,10 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00281051: ("WindowWidth", "ds"),
     0x00281052: ("RescaleIntercept", "ds"),
     0x00281053: ("RescaleSlope", "ds"),
+    0x00281054: ("RescaleType", "str"),
+    0x30040002: ("DoseUnits", "str"),
+    0x3004000C: ("GridFrameOffsetVector", "ds"),  # RT Dose frame positions
+    0x3004000E: ("DoseGridScaling", "ds"),  # RT Dose: stored value × scaling = dose
 }
 _TEXT_CHARSETS = {
     "": "latin-1",
@@ -184,6 +192,8 @@ def _walk(
             return pos
         if top_level and tag > _PIXEL_DATA:
             raise SkimDeclined("elements after the pixel data position")
+        if top_level and tag in _FUNCTIONAL_GROUPS:
+            raise SkimDeclined("functional groups (enhanced object) need pydicom")
         value_start = pos + header
         if tag == _ITEM:
             if length == _UNDEFINED:

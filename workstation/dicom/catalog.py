@@ -10,7 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from workstation.dicom.errors import AmbiguousSeriesError, SeriesNotFoundError
+from workstation.dicom.errors import (
+    AmbiguousSeriesError,
+    SeriesNotFoundError,
+    UnsupportedSeriesError,
+)
 from workstation.dicom.series import Stack, orientation_name
 
 JSON_SCHEMA_VERSION = 1
@@ -172,13 +176,26 @@ class Catalog:
 
         Raises
         ------
-        SeriesNotFoundError, AmbiguousSeriesError
+        SeriesNotFoundError
+            No series with ``key``, or (``key=None``) no series at all.
+        AmbiguousSeriesError
+            Several candidates; ``choices`` lists their keys.
+        UnsupportedSeriesError
+            ``key=None`` and the catalog holds series, but none is loadable; or ``key`` is a
+            SeriesInstanceUID whose stacks are all unloadable (the message says why for each).
         """
         candidates = self.series
         if key is None:
             loadable = [s for s in candidates if s.stack.loadable]
             if len(loadable) == 1:
                 return loadable[0]
+            if not loadable and candidates:
+                raise UnsupportedSeriesError(
+                    f"no loadable series under {self.root}: "
+                    + "; ".join(f"{s.key} cannot be loaded: {s.stack.problem}" for s in candidates),
+                    path=self.root,
+                    uid=candidates[0].key if len(candidates) == 1 else None,
+                )
             if not loadable:
                 raise SeriesNotFoundError(
                     f"no loadable series under {self.root}"
@@ -200,6 +217,13 @@ class Catalog:
         same_uid = [s for s in candidates if s.uid == key]
         if len(same_uid) == 1:
             return same_uid[0]
+        if same_uid and not any(s.stack.loadable for s in same_uid):
+            reasons = dict.fromkeys(str(s.stack.problem) for s in same_uid)
+            raise UnsupportedSeriesError(
+                f"series {key} ({len(same_uid)} stacks) cannot be loaded: " + "; ".join(reasons),
+                path=self.root,
+                uid=key,
+            )
         if same_uid:
             raise AmbiguousSeriesError(
                 f"series {key} holds {len(same_uid)} stacks; choose one: "

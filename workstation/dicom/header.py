@@ -16,11 +16,15 @@ from workstation.dicom._skim import skim
 from workstation.dicom.errors import DicomReadError, NotDicomError
 
 _HEAD_BYTES = 16384
+# A header longer than the first read gets one more try with this much (never the whole file:
+# a multi-frame file may be gigabytes); beyond it pydicom reads the header.
+_LONG_HEAD_BYTES = 1 << 20
 _NATIVE_SYNTAXES = frozenset(
     ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
 )
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
-# Errors pydicom raises on corrupt input; translated into DicomReadError at this border.
+# Errors pydicom raises on corrupt input; translated into DicomReadError at this border (with
+# pydicom's own BytesLengthException, added where pydicom is imported).
 _READ_ERRORS = (
     OSError,
     EOFError,
@@ -33,6 +37,10 @@ _READ_ERRORS = (
     OverflowError,
     struct.error,
 )
+
+
+class DicomDirectoryError(NotDicomError):
+    """The file is a DICOMDIR: an index of the image files in its tree, not an image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,7 @@ class SliceHeader:
     slice_thickness: float | None
     spacing_between_slices: float | None
     gantry_tilt: float | None
+    units: str  # of the modality values: "HU", "GY", ... ("" when unknown or unspecified)
     rows: int
     columns: int
     samples_per_pixel: int
@@ -99,7 +108,8 @@ def read_slices(path: str | os.PathLike[str]) -> list[SliceHeader]:
     Raises
     ------
     NotDicomError
-        The file is not DICOM, or is a DICOMDIR (a directory, not an image).
+        The file is not DICOM, or is a DICOMDIR (:class:`DicomDirectoryError`: a directory, not an
+        image).
     DicomReadError
         The file is DICOM but its header cannot be read.
     """
@@ -116,7 +126,7 @@ def read_slices(path: str | os.PathLike[str]) -> list[SliceHeader]:
     if values is None and size > len(head) and head[128:132] == b"DICM":
         try:
             with open(path, "rb") as handle:
-                values = skim(handle.read(), size)
+                values = skim(handle.read(_LONG_HEAD_BYTES), size)
         except OSError as error:
             raise DicomReadError(f"cannot read file: {error}", path=path) from error
     if values is not None:
@@ -133,8 +143,13 @@ def _from_values(path: str, v: dict[str, Any], *, frame: int, frames: int) -> Sl
     orientation = v.get("ImageOrientationPatient")
     spacing = v.get("PixelSpacing")
     image_type = v.get("ImageType") or ()
-    mosaic = "MOSAIC" in image_type or bool(v.get("NumberOfImagesInMosaic"))
+    # (0019,100A) means NumberOfImagesInMosaic only in Siemens' private block; other vendors put
+    # unrelated values there (GE PET activity factor, Philips slice orientation, ...).
+    siemens = v.get("PrivateCreator0019") == "SIEMENS MR HEADER"
+    mosaic = "MOSAIC" in image_type or (siemens and bool(v.get("NumberOfImagesInMosaic")))
     slope = first("RescaleSlope")
+    if slope is None:  # RT Dose has no rescale: stored value × DoseGridScaling = dose (Gy)
+        slope = first("DoseGridScaling")
     intercept = first("RescaleIntercept")
     return SliceHeader(
         path=path,
@@ -165,6 +180,7 @@ def _from_values(path: str, v: dict[str, Any], *, frame: int, frames: int) -> Sl
         slice_thickness=first("SliceThickness"),
         spacing_between_slices=first("SpacingBetweenSlices"),
         gantry_tilt=first("GantryDetectorTilt"),
+        units=_units(v),
         rows=int(v.get("Rows") or 0),
         columns=int(v.get("Columns") or 0),
         samples_per_pixel=int(v.get("SamplesPerPixel") or 1),
@@ -182,9 +198,20 @@ def _from_values(path: str, v: dict[str, Any], *, frame: int, frames: int) -> Sl
     )
 
 
+def _units(values: dict[str, Any]) -> str:
+    """Units of the modality values: DoseUnits, else RescaleType (not "US"), else HU for CT."""
+    for keyword in ("DoseUnits", "RescaleType"):
+        unit = (values.get(keyword) or "").strip().upper()
+        if unit and unit != "US":
+            return unit
+    return "HU" if values.get("Modality") == "CT" else ""
+
+
 def _read_with_pydicom(path: str, head: bytes, size: int) -> list[SliceHeader]:
     import pydicom
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    read_errors = (*_READ_ERRORS, BytesLengthException)
 
     has_preamble = head[128:132] == b"DICM"
     # Without a preamble, accept only what starts like a DICOM data set (group 0x0002 or 0x0008).
@@ -197,15 +224,15 @@ def _read_with_pydicom(path: str, head: bytes, size: int) -> list[SliceHeader]:
             pixel_header = handle.read(12)
     except InvalidDicomError as error:
         raise NotDicomError(f"not a DICOM file ({error})", path=path) from error
-    except _READ_ERRORS as error:
+    except read_errors as error:
         raise DicomReadError(f"corrupt DICOM header: {error}", path=path) from error
     from workstation.dicom._dataset import slices_from_dataset
 
-    if dataset.file_meta.get("MediaStorageSOPClassUID") == _DIRECTORY_SOP_CLASS or (
-        "DirectoryRecordSequence" in dataset
-    ):
-        raise NotDicomError("a DICOMDIR (media directory), not an image", path=path)
-    try:
+    try:  # pydicom converts values lazily, so reading any of them may raise
+        if dataset.file_meta.get("MediaStorageSOPClassUID") == _DIRECTORY_SOP_CLASS or (
+            "DirectoryRecordSequence" in dataset
+        ):
+            raise DicomDirectoryError("a DICOMDIR (media directory), not an image", path=path)
         offset, length = _pixel_element(dataset, tag_position, pixel_header)
         if offset is not None and length is not None and offset + length > size:
             raise DicomReadError(
@@ -213,7 +240,7 @@ def _read_with_pydicom(path: str, head: bytes, size: int) -> list[SliceHeader]:
                 path=path,
             )
         records = slices_from_dataset(dataset, path, offset, length)
-    except _READ_ERRORS as error:
+    except read_errors as error:
         raise DicomReadError(f"corrupt DICOM header: {error}", path=path) from error
     return [_from_values(path, values, frame=i, frames=len(records)) for i, values in records]
 

@@ -117,19 +117,22 @@ def rescale_into(
     out: np.ndarray, stored: np.ndarray, header: SliceHeader, layout: PixelLayout
 ) -> None:
     """Write the modality values of one frame of stored values into ``out`` (in place)."""
-    if layout.direct and out is stored:
-        return
     values = fix_bits(np.asarray(stored).astype(layout.stored_dtype, copy=False), layout)
     slope, intercept = header.rescale_slope, header.rescale_intercept
     if slope == 1.0 and intercept == 0.0:
         np.copyto(out, values, casting="unsafe")
         return
     if out.dtype.kind == "f":
-        np.multiply(values, slope, out=out, casting="unsafe")
-        out += intercept
+        # Compute in float64 (as GDCM does) and round once into the output: in float32 the slope
+        # (0.1), the product and the sum would each be rounded, leaving values an ulp off.
+        exact = np.multiply(values, slope, dtype=np.float64)
+        exact += intercept
+        np.copyto(out, exact, casting="unsafe")
         return
-    wide = values.astype(np.int64)
-    if slope != 1.0:
-        wide *= int(slope)
-    wide += int(intercept)
-    np.copyto(out, wide, casting="unsafe")
+    # The output type was chosen to hold every rescaled value, so compute in it directly.
+    if slope == 1.0:
+        np.add(values, intercept, out=out, dtype=out.dtype, casting="unsafe")
+    else:
+        np.multiply(values, slope, out=out, dtype=out.dtype, casting="unsafe")
+        if intercept:
+            np.add(out, intercept, out=out, dtype=out.dtype, casting="unsafe")

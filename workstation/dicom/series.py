@@ -19,7 +19,9 @@ import numpy as np
 
 from workstation.dicom.header import SliceHeader
 
-_ORIENTATION_DECIMALS = 4
+# Direction cosines closer than this (each component) are one orientation. A tolerance, not
+# rounding: rounding splits values that jitter across a rounding boundary (0.123449/0.123451).
+_ORIENTATION_TOLERANCE = 1e-4
 _POSITION_TOLERANCE_MM = 1e-3
 
 
@@ -106,12 +108,9 @@ def _drop_duplicates(
 def _split(members: list[SliceHeader]) -> list[_Group]:
     """Split one series into groups that each have one geometry and unique positions."""
     by_layout: dict[tuple[object, ...], list[SliceHeader]] = defaultdict(list)
+    orientations: list[tuple[float, ...]] = []  # one representative per orientation seen
     for header in members:
-        orientation = (
-            None
-            if header.orientation is None
-            else tuple(np.round(header.orientation, _ORIENTATION_DECIMALS) + 0.0)
-        )
+        orientation = _same_orientation(header.orientation, orientations)
         layout = (
             header.mosaic,
             header.position is None,
@@ -128,6 +127,21 @@ def _split(members: list[SliceHeader]) -> list[_Group]:
         label = [_layout_label(layout_members[0], len(layout_members))]
         groups.extend(_split_repeats(_Group(layout_members, label)))
     return groups
+
+
+def _same_orientation(
+    orientation: Sequence[float] | None, seen: list[tuple[float, ...]]
+) -> tuple[float, ...] | None:
+    """The representative in ``seen`` within tolerance of ``orientation`` (added if none is)."""
+    if orientation is None:
+        return None
+    for candidate in seen:
+        if max(abs(a - b) for a, b in zip(candidate, orientation, strict=True)) <= (
+            _ORIENTATION_TOLERANCE
+        ):
+            return candidate
+    seen.append(tuple(orientation))
+    return seen[-1]
 
 
 _SPLITTERS: list[tuple[str, Callable[[SliceHeader], object]]] = [

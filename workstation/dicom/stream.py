@@ -10,6 +10,7 @@ pays. A slice that fails is reported, left blank, and the rest of the series loa
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -105,19 +106,22 @@ class SeriesStream:
             raise RuntimeError("a SeriesStream can be iterated once")
         self._iterated = True
         slices = self.series.stack.slices
-        native = [k for k in self.order if _is_native(slices[k], self.layout)]
-        other = [k for k in self.order if not _is_native(slices[k], self.layout)]
         total = len(slices)
         self._progress(0, total, "loading slices")
+        # The slice a viewer shows first is loaded here, before anything else starts.
+        first, rest = self.order[0], self.order[1:]
         done = 0
-        for k in self._run_native(native):
+        for k in self._load_first(first):
+            done += 1
+            yield k
+        native = [k for k in rest if _is_native(slices[k], self.layout)]
+        other = [k for k in rest if not _is_native(slices[k], self.layout)]
+        for k in itertools.chain(self._run_native(native), self._run_decoded(other)):
             done += 1
             self._progress(done, total, "loading slices")
             yield k
-        for k in self._run_decoded(other):
-            done += 1
-            self._progress(done, total, "loading slices")
-            yield k
+        if done < total:  # failed slices count as handled
+            self._progress(total, total, "loading slices")
 
     def wait(self) -> SeriesStream:
         """Load every remaining slice (no-op once iterated)."""
@@ -195,17 +199,43 @@ class SeriesStream:
                 if got != layout.frame_bytes:
                     raise OSError(f"read {got} of {layout.frame_bytes} pixel bytes")
             except OSError as error:
+                array[k] = 0  # a short read into the volume must not leave half a slice
                 self._fail(header, f"cannot read pixel data: {error}")
                 continue
-            rescale_into(array[k], target, header, layout)
+            if not layout.direct:
+                rescale_into(array[k], target, header, layout)
             landed.append(k)
         return landed
+
+    def _load_first(self, k: int) -> Iterator[int]:
+        header = self.series.stack.slices[k]
+        if _is_native(header, self.layout):
+            yield from self._mark(self._read_native([k]))
+            return
+        from workstation.dicom.codecs import decode_frame
+        from workstation.dicom.errors import PixelDecodeError
+
+        try:
+            frame = decode_frame(header.path, header.frame)
+        except PixelDecodeError as error:
+            self._fail(header, error.message)
+            return
+        if self._place_decoded(k, frame):
+            yield from self._mark([k])
+
+    def _place_decoded(self, k: int, frame: np.ndarray) -> bool:
+        header = self.series.stack.slices[k]
+        if frame.shape != self.layout.frame_shape:
+            self._fail(header, f"decoded shape {frame.shape} != {self.layout.frame_shape}")
+            return False
+        rescale_into(self.volume.array[k], frame, header, self.layout)
+        return True
 
     def _run_native(self, order: list[int]) -> Iterator[int]:
         if not order:
             return
-        chunks = [order[:1]] + [order[i : i + _CHUNK] for i in range(1, len(order), _CHUNK)]
-        if len(order) <= 2 or self._workers <= 1:
+        chunks = [order[i : i + _CHUNK] for i in range(0, len(order), _CHUNK)]
+        if len(chunks) == 1 or self._workers <= 1:
             for chunk in chunks:
                 self._check()
                 yield from self._mark(self._read_native(chunk))
@@ -236,12 +266,8 @@ class SeriesStream:
             header = slices[k]
             if isinstance(frame, str):
                 self._fail(header, frame)
-                continue
-            if frame.shape != self.layout.frame_shape:
-                self._fail(header, f"decoded shape {frame.shape} != {self.layout.frame_shape}")
-                continue
-            rescale_into(self.volume.array[k], frame, header, self.layout)
-            yield from self._mark([k])
+            elif self._place_decoded(k, frame):
+                yield from self._mark([k])
 
     def _mark(self, indices: list[int]) -> Iterator[int]:
         for k in indices:
@@ -291,7 +317,7 @@ def _allocate(series: Series, layout: PixelLayout) -> Volume:
         "window": (first.window_center, first.window_width)
         if first.window_center is not None and first.window_width
         else None,
-        "units": "HU" if first.modality == "CT" else "",
+        "units": first.units,
         "transfer_syntax": first.transfer_syntax,
     }
     return Volume(
