@@ -33,7 +33,7 @@ DATA_DIR = BENCH_DIR / ".data"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-_DATA_VERSION = 1
+_DATA_VERSION = 2  # 2: the CT declares BitsStored 12, as CT scanners do
 
 
 # -- arguments ---------------------------------------------------------------------------------
@@ -150,6 +150,7 @@ def ct_series(
         patient_name="BENCH^CT",
         series_description=f"Benchmark CT {name}",
         body_part="CHEST",
+        bits_stored=12,
     )
     stored = synthetic_ct(shape, dtype=np.dtype(dtype))
     write_series(folder, stored, spacing=spacing, origin=(-180.0, -180.0, -150.0), spec=spec)

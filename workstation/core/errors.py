@@ -6,7 +6,7 @@ Hierarchy (each package adds its own branch under the root)::
     ├── Cancelled                 the user (or a newer task) cancelled the work
     ├── ConfigError               bad settings or environment (workstation.config)
     └── DicomError                workstation.dicom
-        ├── NotDicomError         the file is not DICOM at all
+        ├── NotDicomError         the file is not DICOM at all (DicomDirectoryError: a DICOMDIR)
         ├── DicomReadError        DICOM, but unreadable (truncated, corrupt header)
         ├── SeriesNotFoundError   no series with that UID under the source
         ├── AmbiguousSeriesError  several series / stacks and none was chosen

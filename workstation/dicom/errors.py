@@ -5,11 +5,13 @@
     WorkstationError
     └── DicomError
         ├── NotDicomError           the file is not DICOM (no preamble, no DICOM elements)
+        │   └── DicomDirectoryError  a DICOMDIR: an index of the tree, skipped by scans
         ├── DicomReadError          DICOM, but the header cannot be read (truncated, corrupt)
         ├── SeriesNotFoundError     no series with that UID under the source
         ├── AmbiguousSeriesError    several series or stacks, and none was chosen
         ├── UnsupportedSeriesError  a series that cannot become one correct volume
-        └── PixelDecodeError        pixel data present but not decodable
+        ├── PixelDecodeError        pixel data present but not decodable
+        └── ExportError             a volume could not be written (format, folder, disk)
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ class DicomError(WorkstationError):
 
 class NotDicomError(DicomError):
     """The file is not a DICOM file."""
+
+
+class DicomDirectoryError(NotDicomError):
+    """The file is a DICOMDIR: an index of the image files in its tree, not an image."""
 
 
 class DicomReadError(DicomError):
@@ -50,3 +56,7 @@ class UnsupportedSeriesError(DicomError):
 
 class PixelDecodeError(DicomError):
     """Pixel data are present but could not be decoded."""
+
+
+class ExportError(DicomError):
+    """The volume could not be written (unknown format, missing folder, write failure)."""

@@ -13,13 +13,9 @@ import tempfile
 from pathlib import Path
 
 from workstation.core.volume import Volume
-from workstation.dicom.errors import DicomError
+from workstation.dicom.errors import ExportError
 
 EXPORT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-
-
-class ExportError(DicomError):
-    """The volume could not be written (unknown format, missing folder, write failure)."""
 
 
 def check_export_path(path: str | os.PathLike[str]) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workstation.dicom._skim import skim
-from workstation.dicom.errors import DicomReadError, NotDicomError
+from workstation.dicom.errors import DicomDirectoryError, DicomReadError, NotDicomError
 
 _HEAD_BYTES = 16384
 # A header longer than the first read gets one more try with this much (never the whole file:
@@ -37,10 +37,6 @@ _READ_ERRORS = (
     OverflowError,
     struct.error,
 )
-
-
-class DicomDirectoryError(NotDicomError):
-    """The file is a DICOMDIR: an index of the image files in its tree, not an image."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from workstation.core.errors import WorkstationError
 from workstation.core.tasks import CancelToken, ProgressFn, check_cancel, throttled
 from workstation.dicom.catalog import Catalog, Problem
-from workstation.dicom.errors import DicomError, NotDicomError
-from workstation.dicom.header import DicomDirectoryError, SliceHeader, read_slices
+from workstation.dicom.errors import DicomDirectoryError, DicomError, NotDicomError
+from workstation.dicom.header import SliceHeader, read_slices
 from workstation.dicom.series import build_stacks
 
 _PARALLEL_MIN_FILES = 4000  # below this, starting processes costs more than it saves

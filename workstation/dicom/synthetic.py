@@ -45,6 +45,7 @@ class SeriesSpec:
     rescale_intercept: float = 0.0
     window_center: float | None = None
     window_width: float | None = None
+    bits_stored: int | None = None  # BitsStored; None: the whole stored type (e.g. 16)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -155,8 +156,8 @@ def write_series(
         ds.Rows, ds.Columns = int(stored.shape[1]), int(stored.shape[2])
         ds.PixelSpacing = [f"{spacing[1]:.6g}", f"{spacing[0]:.6g}"]
         ds.BitsAllocated = bits
-        ds.BitsStored = bits
-        ds.HighBit = bits - 1
+        ds.BitsStored = spec.bits_stored or bits
+        ds.HighBit = (spec.bits_stored or bits) - 1
         ds.PixelRepresentation = 1 if signed else 0
         if spec.window_center is not None and spec.window_width is not None:
             ds.WindowCenter = f"{spec.window_center:.6g}"
