@@ -102,22 +102,39 @@ def _smallest_integer(low: float, high: float) -> np.dtype:
     return np.dtype("float64")
 
 
-def fix_bits(stored: np.ndarray, layout: PixelLayout) -> np.ndarray:
-    """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed)."""
+def fix_bits(stored: np.ndarray, layout: PixelLayout, *, in_place: bool = False) -> np.ndarray:
+    """Clear bits above BitsStored (unsigned) or sign-extend from BitsStored (signed).
+
+    With ``in_place`` the result overwrites ``stored`` (a scratch buffer the caller owns),
+    which saves two temporary slices per frame on the loading hot path.
+    """
     width = stored.dtype.itemsize * 8
     if layout.bits_stored >= width:
         return stored
+    out = stored if in_place else None
     if layout.signed:
         shift = width - layout.bits_stored
-        return (stored << shift) >> shift
-    return stored & np.asarray((1 << layout.bits_stored) - 1, dtype=stored.dtype)
+        shifted = np.left_shift(stored, shift, out=out)
+        return np.right_shift(shifted, shift, out=shifted)
+    mask = np.asarray((1 << layout.bits_stored) - 1, dtype=stored.dtype)
+    return np.bitwise_and(stored, mask, out=out)
 
 
 def rescale_into(
-    out: np.ndarray, stored: np.ndarray, header: SliceHeader, layout: PixelLayout
+    out: np.ndarray,
+    stored: np.ndarray,
+    header: SliceHeader,
+    layout: PixelLayout,
+    *,
+    scratch: bool = False,
 ) -> None:
-    """Write the modality values of one frame of stored values into ``out`` (in place)."""
-    values = fix_bits(np.asarray(stored).astype(layout.stored_dtype, copy=False), layout)
+    """Write the modality values of one frame of stored values into ``out``.
+
+    ``scratch=True`` says ``stored`` is a buffer the caller owns and may be overwritten.
+    """
+    values = np.asarray(stored)
+    owned = scratch and values.dtype == layout.stored_dtype and values.flags.writeable
+    values = fix_bits(values.astype(layout.stored_dtype, copy=False), layout, in_place=owned)
     slope, intercept = header.rescale_slope, header.rescale_intercept
     if slope == 1.0 and intercept == 0.0:
         np.copyto(out, values, casting="unsafe")
