@@ -159,6 +159,12 @@ def ct_series(
     return folder
 
 
+def standard_ct(*, quick: bool) -> tuple[tuple[int, int, int], str]:
+    """Shape and folder of the CT series the load benchmarks share (300 × 512², or 60 × 256²)."""
+    shape = (60, 256, 256) if quick else (300, 512, 512)
+    return shape, str(ct_series(f"ct_{shape[0]}x{shape[1]}x{shape[2]}_int16", shape))
+
+
 def header_study(name: str, n_series: int, n_slices: int, size: int) -> Path:
     """Flat folder of ``n_series`` small series (``n_slices`` × ``size``²) in one study, cached.
 

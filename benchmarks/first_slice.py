@@ -26,8 +26,7 @@ def naive_middle(folder: str) -> object:
 
 def main() -> None:
     args = c.parse_args(__doc__.splitlines()[0], repeat=7, quick_repeat=3)
-    shape = (60, 256, 256) if args.quick else (300, 512, 512)
-    folder = str(c.ct_series(f"ct_{shape[0]}x{shape[1]}x{shape[2]}_int16", shape))
+    shape, folder = c.standard_ct(quick=args.quick)
     import workstation.dicom  # noqa: F401  (import time is not part of the measurement)
 
     n_files = len(c.dicom_files(folder))

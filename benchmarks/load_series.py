@@ -46,8 +46,7 @@ def check_same(volume: Any, image: Any) -> list[str]:
 
 def main() -> None:
     args = c.parse_args(__doc__.splitlines()[0], repeat=5, quick_repeat=3)
-    shape = (60, 256, 256) if args.quick else (300, 512, 512)
-    folder = str(c.ct_series(f"ct_{shape[0]}x{shape[1]}x{shape[2]}_int16", shape))
+    shape, folder = c.standard_ct(quick=args.quick)
 
     from workstation.dicom import load_series
 
