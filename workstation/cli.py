@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from workstation import __version__
 from workstation.core.errors import Cancelled, WorkstationError
@@ -53,7 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--series", metavar="UID", help="series key or SeriesInstanceUID")
     export.add_argument("--out", metavar="FILE", required=True, help="output file")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    for module in _command_modules().values():
+        module.add_parser(commands)
     return parser
+
+
+def _command_modules() -> dict[str, Any]:
+    """Commands that live in their own modules (each has ``add_parser`` and ``run``)."""
+    from workstation import cli_keys
+
+    modules: dict[str, Any] = {"keys": cli_keys}
+    try:
+        from workstation import cli_bundle
+    except ImportError:  # lands with the signed-bundle work
+        return modules
+    modules["bundle"] = cli_bundle
+    return modules
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scan(args.path, as_json=args.json)
         if args.command == "export":
             return _export(args.path, args.series, args.out, as_json=args.json)
+        module = _command_modules().get(args.command)
+        if module is not None:
+            return int(module.run(args))
     except Cancelled:
         sys.stderr.write("cancelled\n")
         return EXIT_FAILURE
