@@ -9,31 +9,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from workstation import __version__
+from workstation.cli_format import ProgressBar
 from workstation.core.errors import Cancelled, WorkstationError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class _Bar:
-    """A one-line progress bar on a terminal (stderr); silent when not a TTY."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = sys.stderr if stream is None else stream  # the current one, not import's
-        self.enabled = self.stream.isatty()
-
-    def __call__(self, done: int, total: int, message: str = "") -> None:
-        if not self.enabled or total <= 0:
-            return
-        width = 30
-        filled = int(width * done / total)
-        bar = "█" * filled + "·" * (width - filled)
-        self.stream.write(f"\r{message:<16} {bar} {done}/{total}")
-        if done >= total:
-            self.stream.write("\r" + " " * (width + 40) + "\r")
-        self.stream.flush()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,15 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> dict[str, Any]:
     """Commands that live in their own modules (each has ``add_parser`` and ``run``)."""
-    from workstation import cli_keys
+    from workstation import cli_bundle, cli_keys
 
-    modules: dict[str, Any] = {"keys": cli_keys}
-    try:
-        from workstation import cli_bundle
-    except ImportError:  # lands with the signed-bundle work
-        return modules
-    modules["bundle"] = cli_bundle
-    return modules
+    return {"keys": cli_keys, "bundle": cli_bundle}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +90,7 @@ def _demo() -> int:
 def _scan(path: str, *, as_json: bool) -> int:
     from workstation.dicom import scan
 
-    catalog = scan(path, progress=_Bar())
+    catalog = scan(path, progress=ProgressBar())
     if as_json:
         json.dump(catalog.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -133,7 +109,7 @@ def _export(path: str, series: str | None, out: str, *, as_json: bool) -> int:
     from workstation.dicom.export import check_export_path
 
     check_export_path(out)  # fail before loading the series, not after
-    volume = load_series(path, series, progress=_Bar())
+    volume = load_series(path, series, progress=ProgressBar())
     written = export_volume(volume, out)
     if as_json:
         json.dump(

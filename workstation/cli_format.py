@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from workstation.dicom.catalog import Catalog
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from workstation.dicom.catalog import Catalog
 
 
 def _date(value: str) -> str:
@@ -41,3 +45,22 @@ def format_catalog(catalog: Catalog) -> str:
         lines.append("\nFiles not used:")
         lines.extend(f"  {p.path}: {p.reason}" for p in catalog.problems)
     return "\n".join(lines) + "\n"
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal (stderr); silent when not a TTY."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = sys.stderr if stream is None else stream  # the current one, not import's
+        self.enabled = self.stream.isatty()
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        bar = "█" * filled + "·" * (width - filled)
+        self.stream.write(f"\r{message:<16} {bar} {done}/{total}")
+        if done >= total:
+            self.stream.write("\r" + " " * (width + 40) + "\r")
+        self.stream.flush()
