@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import stat
-import time
 from pathlib import Path
 
 import keyring
@@ -133,10 +132,8 @@ def test_default_folder_follows_workstation_home(
 def test_default_argon2_parameters(folder: Path) -> None:
     params = Argon2Params()
     assert (params.memory_kib, params.iterations, params.lanes) == (64 * 1024, 3, 4)
-    start = time.perf_counter()
     KeyStore.create(folder, passphrase=SECRET)
     KeyStore.open(folder, passphrase=SECRET)
-    assert time.perf_counter() - start < 5  # ~0.15 s per derivation on the reference machine
     kek = _doc(folder)["kek"]
     assert (kek["kdf"], kek["memory_kib"], kek["iterations"], kek["lanes"]) == (
         "argon2id",

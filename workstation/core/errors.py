@@ -5,6 +5,8 @@ Hierarchy (each package adds its own branch under the root)::
     WorkstationError
     ├── Cancelled                 the user (or a newer task) cancelled the work
     ├── ConfigError               bad settings or environment (workstation.config)
+    ├── GeometryMismatchError     layers on different voxel grids (workstation.render.grid)
+    ├── SecurityError             workstation.security (tree in security/errors.py)
     └── DicomError                workstation.dicom
         ├── NotDicomError         the file is not DICOM at all (DicomDirectoryError: a DICOMDIR)
         ├── DicomReadError        DICOM, but unreadable (truncated, corrupt header)
