@@ -280,11 +280,15 @@ def test_export_missing_source(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 # -- no command -------------------------------------------------------------------------------
-def test_no_arguments_shows_the_demo_study(capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_arguments_opens_the_viewer_on_the_demo_study(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workstation import cli_open
+
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(cli_open, "open_gui", lambda path, **kw: calls.append((path, kw)) or 0)
     assert main([]) == EXIT_OK
-    out = capsys.readouterr().out
-    assert "DEMO^BRAIN" in out
-    assert "189 slice(s)" in out
+    assert calls == [(None, {})]  # None: the bundled demo study (tests/ui run the real GUI)
 
 
 # -- the installed entry points ---------------------------------------------------------------

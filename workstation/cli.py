@@ -21,7 +21,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workstation",
-        description="Medical Workstation. Without a command: show the bundled demo study.",
+        description="Medical Workstation. Without a command: open the viewer on the demo study.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> dict[str, Any]:
     """Commands that live in their own modules (each has ``add_parser`` and ``run``)."""
-    from workstation import cli_bundle, cli_keys
+    from workstation import cli_bundle, cli_keys, cli_open
 
-    return {"keys": cli_keys, "bundle": cli_bundle}
+    return {"keys": cli_keys, "bundle": cli_bundle, "open": cli_open}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,12 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo() -> int:
-    from workstation.config import demo_study_path
+    """No command: the viewer on the bundled demo study."""
+    from workstation import cli_open
 
-    sys.stdout.write(
-        "The desktop viewer is not built yet; here is the bundled demo study's scan.\n\n"
-    )
-    return _scan(str(demo_study_path()), as_json=False)
+    return cli_open.open_gui(None)
 
 
 def _scan(path: str, *, as_json: bool) -> int:

@@ -1,0 +1,319 @@
+"""The main window: slice views in a layout, progressive loading, W/L presets, problems panel.
+
+Loading runs :func:`load_progressively` in a :class:`~workstation.ui.tasks.TaskRunner`: the
+volume's geometry arrives first (the views appear with blank voxels), then batches of slices,
+middle first, and the views repaint as they land. Expected errors
+(:class:`~workstation.core.errors.WorkstationError`) and unexpected ones (logged with their
+traceback) go to the non-modal "Problems" dock; the window stays usable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QGridLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QToolBar,
+    QWidget,
+)
+
+from workstation.core.tasks import CancelToken, ProgressFn
+from workstation.core.volume import Volume
+from workstation.render import (
+    ImageLayer,
+    StudyView,
+    ViewPlane,
+    Window,
+    auto_window,
+    dicom_window,
+    presets_for,
+)
+from workstation.ui.slice_view import SliceView
+from workstation.ui.tasks import TaskRunner
+
+__all__ = ["LAYOUTS", "LoadUpdate", "MainWindow", "load_progressively"]
+
+log = logging.getLogger(__name__)
+
+LAYOUTS: dict[str, tuple[ViewPlane, ...]] = {
+    "1x1": (ViewPlane.AXIAL,),
+    "1x3": (ViewPlane.AXIAL, ViewPlane.CORONAL, ViewPlane.SAGITTAL),
+}
+
+
+@dataclass(frozen=True)
+class LoadUpdate:
+    """A partial result of :func:`load_progressively`: slices ``slices`` of ``volume`` landed
+    (none in the first update, which carries the geometry)."""
+
+    volume: Volume
+    slices: tuple[int, ...]
+
+
+def load_progressively(
+    source: str | os.PathLike[str],
+    *,
+    progress: ProgressFn,
+    cancel: CancelToken,
+    partial: Any,
+    batch_seconds: float = 0.1,
+) -> Volume:
+    """Stream a series, handing :class:`LoadUpdate` batches to ``partial``; returns the volume."""
+    from workstation.dicom import stream_series
+
+    with stream_series(source, progress=progress, cancel=cancel) as stream:
+        partial(LoadUpdate(stream.volume, ()))
+        batch: list[int] = []
+        last = 0.0
+        for k in stream:
+            batch.append(k)
+            now = time.monotonic()
+            if last == 0.0 or now - last >= batch_seconds:  # the middle slice goes at once
+                partial(LoadUpdate(stream.volume, tuple(batch)))
+                batch, last = [], now
+        if batch:
+            partial(LoadUpdate(stream.volume, tuple(batch)))
+        return stream.result()
+
+
+class MainWindow(QMainWindow):
+    """Slice views of one :class:`StudyView`, with loading, presets and a problems panel.
+
+    Signals
+    -------
+    loaded(object)
+        The volume finished loading (the views show all of it).
+    load_failed(str)
+        Loading failed (the message is also in the problems panel).
+    load_cancelled()
+    """
+
+    loaded = Signal(object)
+    load_failed = Signal(str)
+    load_cancelled = Signal()
+
+    def __init__(self, layout: str = "1x3", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        self.setWindowTitle("Medical Workstation")
+        self.study_view = StudyView()
+        self.loading = False
+        self._source: str | None = None
+        self._window_set = False  # the first slice that lands sets the window
+
+        grid = QGridLayout()
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setSpacing(2)
+        self.views: list[SliceView] = []
+        for column, plane in enumerate(LAYOUTS[layout]):
+            view = SliceView(self.study_view, plane)
+            view.status_changed.connect(self._show_status)
+            grid.addWidget(view, 0, column)
+            self.views.append(view)
+        central = QWidget()
+        central.setLayout(grid)
+        central.setStyleSheet("background: #202020;")
+        self.setCentralWidget(central)
+
+        toolbar = QToolBar("View")
+        toolbar.setObjectName("view-toolbar")
+        toolbar.addWidget(QLabel(" W/L "))
+        self.presets = QComboBox()
+        self.presets.setMinimumContentsLength(24)
+        self.presets.setEnabled(False)
+        self.presets.currentIndexChanged.connect(self._preset_chosen)
+        toolbar.addWidget(self.presets)
+        self.addToolBar(toolbar)
+        self._preset_windows: list[Window] = []
+
+        self.problems = QListWidget()
+        self.problems_dock = QDockWidget("Problems", self)
+        self.problems_dock.setObjectName("problems-dock")
+        self.problems_dock.setWidget(self.problems)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
+        self.problems_dock.hide()
+
+        status = self.statusBar()
+        self.status_label = QLabel("")
+        status.addWidget(self.status_label, 1)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_loading)
+        status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.cancel_button)
+        self._show_loading(False)
+
+        self.runner = TaskRunner(self)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.partial.connect(self._on_partial)
+        self.runner.finished.connect(self._on_loaded)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.cancelled.connect(self._on_cancelled)
+        self.study_view.events.changed.connect(self._layer_changed)
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self, source: str | os.PathLike[str]) -> None:
+        """Start loading a series (a folder or file); a load in progress is cancelled."""
+        self._source = str(source)
+        self.loading = True
+        self._show_loading(True)
+        self.progress.setRange(0, 0)  # busy until the scan reports a total
+        self.status_label.setText(f"loading {self._source}")
+        self.runner.start(functools.partial(load_progressively, self._source), with_partial=True)
+
+    @Slot()
+    def cancel_loading(self) -> None:
+        """Stop the load in progress; what has landed stays on screen."""
+        self.runner.cancel()
+
+    def _show_loading(self, on: bool) -> None:
+        self.progress.setVisible(on)
+        self.cancel_button.setVisible(on)
+
+    @Slot(int, int, str)
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{message} %v/%m" if message else "%v/%m")
+
+    @Slot(object)
+    def _on_partial(self, update: object) -> None:
+        if not isinstance(update, LoadUpdate):
+            return
+        base = self.study_view.base
+        if base is None or base.volume is not update.volume:
+            self._show_volume(update.volume)
+            return
+        if update.slices and not self._window_set:
+            self._window_set = True
+            window = dicom_window(update.volume) or auto_window(
+                update.volume.array[update.slices[0]]
+            )
+            with self.study_view.events.changed.blocked():
+                base.window = window  # type: ignore[attr-defined]
+        for view in self.views:
+            view.invalidate()
+
+    def _show_volume(self, volume: Volume) -> None:
+        self.study_view.clear()
+        self.study_view.cursor_lps = None
+        self._window_set = False
+        window = dicom_window(volume) or Window(0.0, 1.0)
+        self.study_view.add(ImageLayer(volume, window=window, name="image"))
+
+    @Slot(object)
+    def _on_loaded(self, volume: object) -> None:
+        self.loading = False
+        self._show_loading(False)
+        assert isinstance(volume, Volume)
+        base = self.study_view.base
+        if base is None or base.volume.array is not volume.array:
+            self._show_volume(volume)
+        self._fill_presets(volume)
+        for warning in volume.warnings:
+            self.report_problem(f"warning: {warning}", path=self._source)
+        shape = "×".join(str(n) for n in volume.size)
+        self.status_label.setText(f"loaded {self._source} ({shape})")
+        for view in self.views:
+            view.invalidate()
+        self.loaded.emit(volume)
+
+    @Slot(str, str)
+    def _on_failed(self, message: str, details: str) -> None:
+        self.loading = False
+        self._show_loading(False)
+        self.status_label.setText("loading failed")
+        self.report_problem(message, details=details)
+        self.load_failed.emit(message)
+
+    @Slot()
+    def _on_cancelled(self) -> None:
+        self.loading = False
+        self._show_loading(False)
+        self.status_label.setText("loading cancelled")
+        self.load_cancelled.emit()
+
+    # -- window / level -----------------------------------------------------------------------
+    def _fill_presets(self, volume: Volume) -> None:
+        presets = presets_for(volume)
+        self._preset_windows = [window for _, window in presets]
+        with _signals_blocked(self.presets):
+            self.presets.clear()
+            for name, window in presets:
+                self.presets.addItem(f"{name}  (W {window.width:g} L {window.center:g})")
+            self.presets.addItem("custom")
+            self.presets.setEnabled(True)
+        self._preset_chosen(0)
+
+    @Slot(int)
+    def _preset_chosen(self, index: int) -> None:
+        base = self.study_view.base
+        if 0 <= index < len(self._preset_windows) and isinstance(base, ImageLayer):
+            base.window = self._preset_windows[index]
+
+    def _layer_changed(self, layer: Any, field_name: str) -> None:
+        """The model changed: show which preset (or "custom") the window now is."""
+        if field_name != "window" or layer is not self.study_view.base or not self._preset_windows:
+            return
+        try:
+            index = self._preset_windows.index(layer.window)
+        except ValueError:
+            index = self.presets.count() - 1
+        with _signals_blocked(self.presets):
+            self.presets.setCurrentIndex(index)
+
+    # -- problems and status ------------------------------------------------------------------
+    def report_problem(self, message: str, *, path: str | None = None, details: str = "") -> None:
+        """Add a line to the problems panel (and show it); never modal."""
+        text = message if not path or path in message else f"{message} ({path})"
+        item = QListWidgetItem(text)
+        if details:
+            item.setToolTip(details)
+        self.problems.addItem(item)
+        self.problems.scrollToBottom()
+        self.problems_dock.show()
+
+    @Slot(str)
+    def _show_status(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text)
+        else:
+            self.statusBar().clearMessage()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.runner.shutdown()
+        self.study_view.events.changed.disconnect(self._layer_changed)
+        for view in self.views:
+            view.detach()
+        super().closeEvent(event)
+
+
+class _signals_blocked:
+    """Block a widget's signals while the model's state is copied into it."""
+
+    def __init__(self, widget: QWidget) -> None:
+        self.widget = widget
+
+    def __enter__(self) -> None:
+        self._was = self.widget.blockSignals(True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.widget.blockSignals(self._was)
