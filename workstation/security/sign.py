@@ -37,6 +37,16 @@ def fingerprint(ed25519_public: bytes, mldsa_public: bytes) -> str:
     return digest[:16].hex()
 
 
+def _pair_json(key_id: str, ed25519_half: bytes, mldsa_half: bytes) -> dict[str, str]:
+    """The JSON shape shared by signatures and public keys: both halves in base64."""
+    return {
+        "alg": ALGORITHM,
+        "key_id": key_id,
+        "ed25519": base64.b64encode(ed25519_half).decode(),
+        "ml_dsa_65": base64.b64encode(mldsa_half).decode(),
+    }
+
+
 @dataclass(frozen=True)
 class HybridSignature:
     """One hybrid signature: both halves and the id of the key that made them."""
@@ -47,12 +57,7 @@ class HybridSignature:
 
     def to_json(self) -> dict[str, str]:
         """A JSON-ready dictionary (base64 halves)."""
-        return {
-            "alg": ALGORITHM,
-            "key_id": self.key_id,
-            "ed25519": base64.b64encode(self.ed25519).decode(),
-            "ml_dsa_65": base64.b64encode(self.ml_dsa_65).decode(),
-        }
+        return _pair_json(self.key_id, self.ed25519, self.ml_dsa_65)
 
     @classmethod
     def from_json(cls, value: Any) -> HybridSignature:
@@ -103,12 +108,7 @@ class HybridPublicKey:
 
     def to_json(self) -> dict[str, str]:
         """A JSON-ready dictionary (base64 raw public keys and the key id)."""
-        return {
-            "alg": ALGORITHM,
-            "key_id": self.key_id,
-            "ed25519": base64.b64encode(self.ed25519).decode(),
-            "ml_dsa_65": base64.b64encode(self.ml_dsa_65).decode(),
-        }
+        return _pair_json(self.key_id, self.ed25519, self.ml_dsa_65)
 
     @classmethod
     def from_json(cls, value: Any) -> HybridPublicKey:
