@@ -12,6 +12,9 @@
 - :mod:`~workstation.render.compose`: 2D alpha compositing of the layers' slices;
   :mod:`~workstation.render.colormaps`: colour lookup tables and the label palette.
 - :mod:`~workstation.render.tissue`: the demo study's tissue labels as a labels layer.
+- :mod:`~workstation.render.volume3d`: the one Volume -> ``pyvista.ImageData`` conversion,
+  volume-rendering transfer functions, brain surface extraction, offscreen 3D frames (pyvista
+  and vtk are imported only when these functions run).
 
 No plotter and no window here: the ``ui`` package draws what these functions return.
 """
@@ -39,6 +42,14 @@ from workstation.render.orientation import (
 from workstation.render.reslice import Slice2D, reslice, volume_minimum
 from workstation.render.study_view import StudyView
 from workstation.render.tissue import demo_tissue_labels
+from workstation.render.volume3d import (
+    TRANSFER_PRESETS,
+    TransferFunction,
+    brain_surface,
+    render_offscreen,
+    to_image_data,
+    transfer_function,
+)
 from workstation.render.windowing import (
     CT_PRESETS,
     Window,
@@ -52,6 +63,7 @@ from workstation.render.windowing import (
 __all__ = [
     "COLORMAPS",
     "CT_PRESETS",
+    "TRANSFER_PRESETS",
     "Compositor",
     "EdgeLabels",
     "Event",
@@ -64,10 +76,12 @@ __all__ = [
     "Plane",
     "Slice2D",
     "StudyView",
+    "TransferFunction",
     "ViewPlane",
     "Window",
     "apply_window",
     "auto_window",
+    "brain_surface",
     "check_same_grid",
     "colormap",
     "compose",
@@ -84,8 +98,11 @@ __all__ = [
     "plane_axes",
     "point_at_slice",
     "presets_for",
+    "render_offscreen",
     "reslice",
     "slice_count",
     "slice_index_of",
+    "to_image_data",
+    "transfer_function",
     "volume_minimum",
 ]

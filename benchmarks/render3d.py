@@ -1,0 +1,143 @@
+"""3D first frame: a 256³ brain volume rendered offscreen (software rendering, no display).
+
+The demo brain MR (189 × 233 × 197 at 1 mm) is resampled (trilinear) to 256³ (``--quick``:
+128³). Each measurement builds a fresh offscreen plotter, so it is a *first* frame:
+
+- ``ours``: :func:`workstation.render.to_image_data` (geometry, direction, no copy) + add the
+  volume with the "MR brain" transfer function + the first frame (screenshot), in a 512² window.
+- ``reference``: ``pyvista.wrap(array)`` (no geometry at all: the floor) + the same
+  ``add_volume`` call and first frame.
+- ``surface_extract``: :func:`workstation.render.brain_surface` of the 256³ volume (marching
+  cubes, 30 Taubin iterations, normals); ``surface_frame``: first frame of that surface.
+
+Also saves one surface render of the demo brain (native grid) to ``/tmp/brain_surface.png``.
+No goal: the ratio should be ~1 (the conversion is a view); the absolute numbers document what
+software rendering costs here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import _common as c
+import numpy as np
+
+NAME = "render3d"
+PNG = Path("/tmp/brain_surface.png")
+
+
+def resampled_brain(n: int):
+    """The demo brain resampled to ``n³`` voxels over the same LPS extent."""
+    from scipy.ndimage import zoom
+
+    from workstation.config import demo_study_path
+    from workstation.core.volume import Volume
+    from workstation.dicom import load_series
+
+    brain = load_series(demo_study_path())
+    factors = [n / s for s in brain.shape]
+    array = zoom(brain.array.astype(np.float32), factors, order=1).astype(np.uint16)
+    spacing = tuple(s * sz / n for s, sz in zip(brain.spacing, brain.size, strict=True))
+    return brain, Volume(array, spacing=spacing, origin=brain.origin, direction=brain.direction)
+
+
+def first_frame(dataset, tf, size: int) -> np.ndarray:
+    import pyvista as pv
+
+    plotter = pv.Plotter(off_screen=True, window_size=(size, size))
+    try:
+        plotter.add_volume(
+            dataset,
+            scalars="values",
+            opacity=tf.opacity(),
+            cmap=tf.cmap,
+            clim=tf.clim,
+            show_scalar_bar=False,
+            shade=False,
+        )
+        plotter.view_xz()
+        return plotter.screenshot(return_img=True)
+    finally:
+        plotter.close()
+
+
+def main() -> None:
+    args = c.parse_args(__doc__.splitlines()[0], repeat=3, quick_repeat=2)
+    import pyvista as pv
+    import vtk
+
+    from workstation.render import brain_surface, render_offscreen, to_image_data
+    from workstation.render import transfer_function as tf_of
+
+    n, size = (128, 512) if args.quick else (256, 512)
+    c.log(f"resampling the demo brain to {n}³ ...")
+    brain, volume = resampled_brain(n)
+    tf = tf_of("MR brain", volume)
+    surfaces: list = []
+
+    def ours() -> np.ndarray:
+        return first_frame(to_image_data(volume), tf, size)
+
+    def reference() -> np.ndarray:
+        image = pv.wrap(volume.array.transpose())  # (i, j, k) view, unit spacing, no direction
+        image.point_data.set_array(image.active_scalars, "values")
+        return first_frame(image, tf, size)
+
+    def extract() -> object:
+        surfaces.append(brain_surface(volume))
+        return surfaces[-1]
+
+    def surface_frame() -> np.ndarray:
+        return render_offscreen(volume, mode="surface", surface=surfaces[-1], size=(size, size))
+
+    times = c.measure(
+        {"ours": ours, "reference": reference, "extract": extract, "surface": surface_frame},
+        args.repeat,
+    )
+    triangles = surfaces[-1].n_cells
+    frame = render_offscreen(brain, mode="surface", size=(size, size))
+    from PIL import Image
+
+    Image.fromarray(frame).save(PNG)
+    c.print_table(
+        f"3D first frame, {n}³ uint16, {size}² window, best of {args.repeat} (ms)",
+        ["step", "time"],
+        [
+            ["ours: to_image_data + volume frame", c.ms(times["ours"].best)],
+            ["reference: pv.wrap + volume frame", c.ms(times["reference"].best)],
+            ["brain_surface (marching cubes, smooth)", c.ms(times["extract"].best)],
+            [f"surface frame ({triangles:,} triangles)", c.ms(times["surface"].best)],
+        ],
+    )
+    ours_s, ref_s = times["ours"].best, times["reference"].best
+    t0 = time.perf_counter()
+    to_image_data(volume)
+    convert_s = time.perf_counter() - t0
+    c.emit(
+        {
+            "benchmark": NAME,
+            "ours": ours_s,
+            "reference": ref_s,
+            "reference_name": "pyvista.wrap(array) (no geometry) + the same first volume frame",
+            "ratio": ours_s / ref_s,
+            "to_image_data": convert_s,
+            "surface_extract": times["extract"].best,
+            "surface_frame": times["surface"].best,
+            "surface_triangles": triangles,
+            "surface_png": str(PNG),
+            "shape": [n, n, n],
+            "window": [size, size],
+            "quick": args.quick,
+            "repeat": args.repeat,
+            "environment": {
+                **c.environment(),
+                "pyvista": pv.__version__,
+                "vtk": vtk.vtkVersion.GetVTKVersion(),
+            },
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
