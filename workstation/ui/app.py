@@ -69,7 +69,7 @@ def run_gui(
         timer.timeout.connect(timeout)
         timer.start(SCREENSHOT_TIMEOUT_MS)
 
-    QTimer.singleShot(0, lambda: window.load(source))
+    QTimer.singleShot(0, lambda: window.open(source))
     previous_hook = sys.excepthook
     sys.excepthook = _ExceptHook(window, previous_hook)
     try:

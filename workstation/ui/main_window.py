@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from workstation.core.tasks import CancelToken, ProgressFn
 from workstation.core.volume import Volume
+from workstation.dicom import Series
 from workstation.render import (
     ImageLayer,
     StudyView,
@@ -43,6 +44,7 @@ from workstation.render import (
     dicom_window,
     presets_for,
 )
+from workstation.ui.browser import StudyBrowser, local_paths, series_source
 from workstation.ui.slice_view import SliceView
 from workstation.ui.tasks import TaskRunner
 
@@ -66,7 +68,7 @@ class LoadUpdate:
 
 
 def load_progressively(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Series,
     *,
     progress: ProgressFn,
     cancel: CancelToken,
@@ -149,6 +151,17 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
         self.problems_dock.hide()
 
+        self.browser = StudyBrowser()
+        self.browser_dock = QDockWidget("Studies", self)
+        self.browser_dock.setObjectName("browser-dock")
+        self.browser_dock.setWidget(self.browser)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
+        self.resizeDocks([self.browser_dock], [260], Qt.Orientation.Horizontal)
+        self.browser.series_activated.connect(self.load)
+        self.browser.problem_selected.connect(self.report_problem)
+        self.browser.scan_failed.connect(lambda message: self._on_failed(message, ""))
+        self.setAcceptDrops(True)
+
         status = self.statusBar()
         self.status_label = QLabel("")
         status.addWidget(self.status_label, 1)
@@ -170,14 +183,24 @@ class MainWindow(QMainWindow):
         self.study_view.events.changed.connect(self._layer_changed)
 
     # -- loading ------------------------------------------------------------------------------
-    def load(self, source: str | os.PathLike[str]) -> None:
-        """Start loading a series (a folder or file); a load in progress is cancelled."""
-        self._source = str(source)
+    def open(self, source: str | os.PathLike[str] | list[str]) -> None:
+        """Scan ``source`` into the study browser, then load its first loadable series."""
+        self.runner.cancel()
+        self.loading = True
+        self._show_loading(True)
+        self.progress.setRange(0, 0)
+        self.status_label.setText(f"scanning {source}")
+        self.browser.scan(source, activate_first=True)
+
+    def load(self, source: str | os.PathLike[str] | Series) -> None:
+        """Start loading a series (a folder, file or scanned :class:`Series`); a load in
+        progress is cancelled."""
+        self._source = series_source(source)
         self.loading = True
         self._show_loading(True)
         self.progress.setRange(0, 0)  # busy until the scan reports a total
         self.status_label.setText(f"loading {self._source}")
-        self.runner.start(functools.partial(load_progressively, self._source), with_partial=True)
+        self.runner.start(functools.partial(load_progressively, source), with_partial=True)
 
     @Slot()
     def cancel_loading(self) -> None:
@@ -298,8 +321,19 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().clearMessage()
 
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open(paths[0] if len(paths) == 1 else paths)
+
     def closeEvent(self, event: QCloseEvent) -> None:
         self.runner.shutdown()
+        self.browser.shutdown()
         self.study_view.events.changed.disconnect(self._layer_changed)
         for view in self.views:
             view.detach()
