@@ -98,3 +98,21 @@ def make_series(tmp_path: Path) -> MakeSeries:
         )
 
     return make
+
+
+@pytest.fixture
+def repeated_positions_folder(make_series: MakeSeries, tmp_path: Path) -> Path:
+    """Two 6-slice stacks of one series at the same positions, with nothing to tell them apart."""
+    import pydicom
+
+    folder = tmp_path / "repeats"
+    first = make_series(folder=folder, slices=6, file_pattern="A{index:03d}")
+    make_series(
+        folder=folder,
+        slices=6,
+        seed=5,
+        file_pattern="B{index:03d}",
+        series_uid=first.uid,
+        study_uid=pydicom.dcmread(first.paths[0]).StudyInstanceUID,
+    )
+    return folder

@@ -219,22 +219,13 @@ def test_repeated_positions_split_by(attribute, make_series, tmp_path):
     np.testing.assert_array_equal(loaded[1], second.stored)
 
 
-def test_repeated_positions_without_distinction_are_refused(make_series, tmp_path):
-    folder = tmp_path / "repeats"
-    first = make_series(folder=folder, slices=6, file_pattern="A{index:03d}")
-    make_series(
-        folder=folder,
-        slices=6,
-        seed=5,
-        file_pattern="B{index:03d}",
-        series_uid=first.uid,
-        study_uid=pydicom.dcmread(first.paths[0]).StudyInstanceUID,
-    )
+def test_repeated_positions_without_distinction_are_refused(repeated_positions_folder):
+    folder = repeated_positions_folder
     catalog = scan(folder)
     [series] = catalog.series
     assert not series.stack.loadable
     assert "positions repeat (12 images at 6 positions)" in series.stack.problem
-    for args in ((folder,), (folder, first.uid), (catalog, series.key)):
+    for args in ((folder,), (folder, series.uid), (catalog, series.key)):
         with pytest.raises(UnsupportedSeriesError, match="positions repeat"):
             load_series(*args)
 

@@ -69,3 +69,16 @@ def grab_array(widget: QWidget) -> np.ndarray:
 def grab() -> Callable[[QWidget], np.ndarray]:
     """:func:`grab_array`, for tests."""
     return grab_array
+
+
+@pytest.fixture
+def window(qtbot: Any) -> Any:
+    """The main window in the 1×3 layout, shown and exposed."""
+    from workstation.ui.main_window import MainWindow
+
+    widget = MainWindow(layout="1x3")
+    qtbot.addWidget(widget)
+    widget.resize(1200, 500)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget

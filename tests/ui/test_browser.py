@@ -17,16 +17,6 @@ LOAD_MS = 30_000
 
 
 @pytest.fixture
-def window(qtbot: QtBot) -> MainWindow:
-    widget = MainWindow(layout="1x3")
-    qtbot.addWidget(widget)
-    widget.resize(1200, 500)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
-
-
-@pytest.fixture
 def two_series(make_series, tmp_path: Path) -> Path:
     folder = tmp_path / "study"
     first = make_series(folder=folder, series_number=1, file_pattern="A{index:03d}.dcm")
@@ -111,18 +101,9 @@ def test_dropping_a_folder_scans_and_loads(
 
 
 def test_non_loadable_series_shows_its_problem(
-    window: MainWindow, qtbot: QtBot, make_series, tmp_path: Path
+    window: MainWindow, qtbot: QtBot, repeated_positions_folder: Path
 ) -> None:
-    folder = tmp_path / "repeats"
-    first = make_series(folder=folder, slices=6, file_pattern="A{index:03d}")
-    make_series(
-        folder=folder,
-        slices=6,
-        seed=5,
-        file_pattern="B{index:03d}",
-        series_uid=first.uid,
-        study_uid=pydicom.dcmread(first.paths[0]).StudyInstanceUID,
-    )
+    folder = repeated_positions_folder
     with qtbot.waitSignal(window.browser.scanned, timeout=LOAD_MS):
         window.browser.scan(folder)
     [item] = window.browser.series_items()

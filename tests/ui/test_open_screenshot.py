@@ -21,16 +21,6 @@ Grab = Callable[..., np.ndarray]
 LOAD_MS = 30_000
 
 
-@pytest.fixture
-def window(qtbot: QtBot) -> MainWindow:
-    widget = MainWindow(layout="1x3")
-    qtbot.addWidget(widget)
-    widget.resize(1200, 500)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
-
-
 def _load(window: MainWindow, qtbot: QtBot, folder: Path) -> None:
     with qtbot.waitSignal(window.loaded, timeout=LOAD_MS):
         window.load(str(folder))
