@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from geometry import quaternion_rotation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,16 +24,7 @@ shapes = st.tuples(*[st.integers(1, 6) for _ in range(3)])
 def directions(draw: st.DrawFn) -> np.ndarray:
     """A random rotation (from a unit quaternion), sometimes with one axis flipped (det -1)."""
     q = np.array([draw(unit) for _ in range(4)])
-    if np.linalg.norm(q) < 0.1:
-        q = np.array([1.0, 0.0, 0.0, 0.0])
-    w, x, y, z = q / np.linalg.norm(q)
-    rotation = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    rotation = quaternion_rotation(q, fallback=(1.0, 0.0, 0.0, 0.0))
     if draw(st.booleans()):
         rotation[:, draw(st.integers(0, 2))] *= -1
     return rotation

@@ -16,6 +16,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from geometry import quaternion_rotation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
@@ -116,16 +117,7 @@ def test_shuffled_renamed_nested_files_give_the_same_volume(reference, data):
 def _rotations(draw) -> np.ndarray:
     """A random proper rotation matrix (from a random unit quaternion)."""
     q = np.array(draw(st.lists(st.floats(-1, 1), min_size=4, max_size=4)))
-    if np.linalg.norm(q) < 0.1:
-        q = np.array([1.0, 0.0, 0.0, 0.0])
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    return quaternion_rotation(q, fallback=(1.0, 0.0, 0.0, 0.0))
 
 
 _SPACING = st.floats(0.25, 6.0).map(lambda v: round(v, 3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from geometry import quaternion_rotation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,16 +153,7 @@ spacing_st = st.tuples(*[st.floats(0.8, 1.25)] * 3)
 @st.composite
 def oblique_direction(draw: st.DrawFn) -> np.ndarray:
     q = np.array([draw(unit) for _ in range(4)])
-    if np.linalg.norm(q) < 0.1:
-        q = np.array([1.0, 0.3, 0.2, 0.1])
-    w, x, y, z = q / np.linalg.norm(q)
-    r = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    r = quaternion_rotation(q, fallback=(1.0, 0.3, 0.2, 0.1))
     if draw(st.booleans()):
         r[:, draw(st.integers(0, 2))] *= -1  # a left-handed (flipped) voxel grid
     return r
