@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -32,7 +30,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.core.tasks import CancelToken, ProgressFn
 from workstation.core.volume import Volume
 from workstation.dicom import Series
 from workstation.render import (
@@ -47,8 +44,9 @@ from workstation.render import (
 from workstation.ui.browser import StudyBrowser, local_paths, series_source
 from workstation.ui.slice_view import SliceView
 from workstation.ui.tasks import TaskRunner
+from workstation.workflow import LoadUpdate, load_progressively
 
-__all__ = ["LAYOUTS", "LoadUpdate", "MainWindow", "load_progressively"]
+__all__ = ["LAYOUTS", "MainWindow"]
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +54,6 @@ LAYOUTS: dict[str, tuple[ViewPlane, ...]] = {
     "1x1": (ViewPlane.AXIAL,),
     "1x3": (ViewPlane.AXIAL, ViewPlane.CORONAL, ViewPlane.SAGITTAL),
 }
-
-
-@dataclass(frozen=True)
-class LoadUpdate:
-    """A partial result of :func:`load_progressively`: slices ``slices`` of ``volume`` landed
-    (none in the first update, which carries the geometry)."""
-
-    volume: Volume
-    slices: tuple[int, ...]
-
-
-def load_progressively(
-    source: str | os.PathLike[str] | Series,
-    *,
-    progress: ProgressFn,
-    cancel: CancelToken,
-    partial: Any,
-    batch_seconds: float = 0.1,
-) -> Volume:
-    """Stream a series, handing :class:`LoadUpdate` batches to ``partial``; returns the volume."""
-    from workstation.dicom import stream_series
-
-    with stream_series(source, progress=progress, cancel=cancel) as stream:
-        partial(LoadUpdate(stream.volume, ()))
-        batch: list[int] = []
-        last = 0.0
-        for k in stream:
-            batch.append(k)
-            now = time.monotonic()
-            if last == 0.0 or now - last >= batch_seconds:  # the middle slice goes at once
-                partial(LoadUpdate(stream.volume, tuple(batch)))
-                batch, last = [], now
-        if batch:
-            partial(LoadUpdate(stream.volume, tuple(batch)))
-        return stream.result()
 
 
 class MainWindow(QMainWindow):

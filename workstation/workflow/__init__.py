@@ -1,0 +1,14 @@
+"""Qt-free use cases that the CLI and the GUI both call.
+
+Each is one function ``f(inputs, *, progress, cancel) -> result`` (see
+:mod:`workstation.core.tasks`); the GUI runs them on a worker through ``ui.tasks.TaskRunner``.
+
+- :mod:`~workstation.workflow.open_study`: stream a series, handing batches of landed slices to
+  the caller as they arrive (:func:`load_progressively`).
+"""
+
+from __future__ import annotations
+
+from workstation.workflow.open_study import LoadUpdate, load_progressively
+
+__all__ = ["LoadUpdate", "load_progressively"]
