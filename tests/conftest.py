@@ -11,10 +11,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 
 from workstation.dicom.synthetic import SeriesSpec, write_series
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Choose the Qt platform once, after pytest-xvfb has (or has not) started Xvfb: ``xcb`` on
+    a display (the 3D view needs one), else ``offscreen``."""
+    if "QT_QPA_PLATFORM" not in os.environ:
+        os.environ["QT_QPA_PLATFORM"] = "xcb" if os.environ.get("DISPLAY") else "offscreen"
 
 
 @dataclass

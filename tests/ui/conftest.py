@@ -1,19 +1,14 @@
-"""UI test fixtures: the Qt platform, and a synthetic series with one bright marker.
+"""UI test fixtures: a display for the 3D view, and a synthetic series with one bright marker.
 
-The Qt platform is chosen once per process, before anything imports Qt: ``xcb`` when a display
-exists (the ``pytest-xvfb`` plugin starts Xvfb for the session when it is installed), else
-``offscreen``. The 3D view (a VTK OpenGL widget) needs ``xcb``; its tests are marked with
-:data:`needs_display` and skip without one, unless ``MEDWS_REQUIRE_DISPLAY=1`` (set by
-``.ci/run``) turns the missing display into a failure.
+The Qt platform is chosen in ``tests/conftest.py`` (``xcb`` under the Xvfb that pytest-xvfb
+starts, else ``offscreen``). The 3D view (a VTK OpenGL widget) needs ``xcb``: its tests take
+the :func:`display` fixture, which skips without one, unless ``MEDWS_REQUIRE_DISPLAY=1`` (set
+by ``.ci/run``) turns the missing display into a failure.
 """
 
 from __future__ import annotations
 
 import os
-
-if "QT_QPA_PLATFORM" not in os.environ:
-    os.environ["QT_QPA_PLATFORM"] = "xcb" if os.environ.get("DISPLAY") else "offscreen"
-HAS_DISPLAY = os.environ["QT_QPA_PLATFORM"] == "xcb"
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +24,17 @@ from collections.abc import Callable
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QWidget
 
-needs_display = pytest.mark.skipif(
-    not HAS_DISPLAY and os.environ.get("MEDWS_REQUIRE_DISPLAY") != "1",
-    reason="the 3D view needs a display: install Xvfb (pytest-xvfb starts it)",
-)
+
+
+@pytest.fixture
+def display() -> None:
+    """Skip (or fail, under ``MEDWS_REQUIRE_DISPLAY=1``) unless Qt runs on a display (xcb)."""
+    if os.environ.get("QT_QPA_PLATFORM") == "xcb":
+        return
+    message = "the 3D view needs a display: install Xvfb (pytest-xvfb starts it)"
+    if os.environ.get("MEDWS_REQUIRE_DISPLAY") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 SPACING = (0.8, 0.9, 2.5)
 ORIGIN = (-12.5, 30.0, 7.25)
