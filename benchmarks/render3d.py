@@ -10,6 +10,10 @@ The demo brain MR (189 × 233 × 197 at 1 mm) is resampled (trilinear) to 256³ 
 - ``surface_extract``: :func:`workstation.render.brain_surface` of the 256³ volume (marching
   cubes, 30 Taubin iterations, normals); ``surface_frame``: first frame of that surface.
 
+- ``still`` / ``interactive``: a re-render (not a first frame) of the same volume through
+  :class:`workstation.render.scene3d.VolumeProp` at the 3D view's two quality levels, and
+  ``crop_move``: moving the crosshair crop (uniforms only, no upload) plus that re-render.
+
 Also saves one surface render of the demo brain (native grid) to ``/tmp/brain_surface.png``.
 No goal: the ratio should be ~1 (the conversion is a view); the absolute numbers document what
 software rendering costs here.
@@ -62,6 +66,45 @@ def first_frame(dataset, tf, size: int) -> np.ndarray:
         plotter.close()
 
 
+def quality_frames(volume, size: int, repeat: int) -> dict:
+    """Best re-render times of a :class:`VolumeProp` at still / interactive quality, and of a
+    crop move (the 3D view's cursor update) at still quality."""
+    import pyvista as pv
+
+    from workstation.render.scene3d import VolumeProp, crosshair_crop, default_camera
+
+    plotter = pv.Plotter(off_screen=True, window_size=(size, size))
+    try:
+        prop = VolumeProp(volume, "MR brain")
+        plotter.renderer.AddVolume(prop.actor)
+        pose = default_camera(prop.bounds)
+        camera = plotter.camera
+        camera.position, camera.focal_point, camera.up = pose.position, pose.focal_point, pose.up
+        plotter.screenshot(return_img=True)  # the first frame uploads the voxels
+        centre = np.asarray(volume.size, float) / 2
+        shifts = iter(range(10**6))
+
+        def still() -> None:
+            prop.set_quality("still")
+            plotter.render()
+
+        def interactive() -> None:
+            prop.set_quality("interactive")
+            plotter.render()
+
+        def crop_move() -> None:
+            prop.set_quality("still")
+            offset = next(shifts) % 5
+            prop.set_crop(crosshair_crop(volume, volume.index_to_lps(centre + offset)))
+            plotter.render()
+
+        return c.measure(
+            {"still": still, "interactive": interactive, "crop_move": crop_move}, repeat
+        )
+    finally:
+        plotter.close()
+
+
 def main() -> None:
     args = c.parse_args(__doc__.splitlines()[0], repeat=3, quick_repeat=2)
     import pyvista as pv
@@ -95,6 +138,7 @@ def main() -> None:
         {"ours": ours, "reference": reference, "extract": extract, "surface": surface_frame},
         args.repeat,
     )
+    quality = quality_frames(volume, size, args.repeat)
     triangles = surfaces[-1].n_cells
     frame = render_offscreen(brain, mode="surface", size=(size, size))
     from PIL import Image
@@ -108,6 +152,9 @@ def main() -> None:
             ["reference: pv.wrap + volume frame", c.ms(times["reference"].best)],
             ["brain_surface (marching cubes, smooth)", c.ms(times["extract"].best)],
             [f"surface frame ({triangles:,} triangles)", c.ms(times["surface"].best)],
+            ["re-render, still quality", c.ms(quality["still"].best)],
+            ["re-render, interactive quality", c.ms(quality["interactive"].best)],
+            ["crop moved + re-render (still)", c.ms(quality["crop_move"].best)],
         ],
     )
     ours_s, ref_s = times["ours"].best, times["reference"].best
@@ -125,6 +172,9 @@ def main() -> None:
             "surface_extract": times["extract"].best,
             "surface_frame": times["surface"].best,
             "surface_triangles": triangles,
+            "frame_still": quality["still"].best,
+            "frame_interactive": quality["interactive"].best,
+            "frame_crop_move": quality["crop_move"].best,
             "surface_png": str(PNG),
             "shape": [n, n, n],
             "window": [size, size],

@@ -9,7 +9,6 @@ by ``.ci/run``) turns the missing display into a failure.
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,11 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QWidget
 
 
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
+    """Every UI test gets its own workstation home (recent studies, settings, cache)."""
+    monkeypatch.setenv("WORKSTATION_HOME", str(tmp_path_factory.mktemp("home")))
+
 
 @pytest.fixture
 def display() -> None:
@@ -35,6 +39,7 @@ def display() -> None:
     if os.environ.get("MEDWS_REQUIRE_DISPLAY") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
 
 SPACING = (0.8, 0.9, 2.5)
 ORIGIN = (-12.5, 30.0, 7.25)

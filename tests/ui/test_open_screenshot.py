@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -174,8 +177,15 @@ def test_open_without_series_fails_with_the_message(
     assert not png.exists()
 
 
-def test_open_refuses_the_2x2_layout_for_now(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_2x2_without_an_opengl_display_still_shows_the_2d_views(
+    write_marker: Callable[..., object], tmp_path: Path
 ) -> None:
-    assert main(["open", str(tmp_path), "--layout", "2x2"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    """Qt's offscreen platform has no OpenGL window: the 3D cell says so, the rest works."""
+    png = tmp_path / "out.png"
+    folder = str(write_marker((24, 20, 8), name="centred").folder)  # type: ignore[attr-defined]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    command = [sys.executable, "-m", "workstation", "open", folder, "--screenshot", str(png)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    image = QImage(str(png))
+    assert not image.isNull() and image.width() >= 1200

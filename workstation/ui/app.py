@@ -6,10 +6,13 @@ import logging
 import sys
 import traceback
 from types import TracebackType
+from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import QApplication
 
+from workstation.render.tissue import TISSUE_LAYER_NAME
 from workstation.ui.main_window import MainWindow
 
 __all__ = ["run_gui"]
@@ -23,14 +26,18 @@ def run_gui(
     path: str | None,
     *,
     screenshot: str | None = None,
-    layout: str = "1x3",
-    size: tuple[int, int] = (1200, 520),
+    layout: str = "2x2",
+    tissue: bool = False,
+    clip_3d: bool = False,
+    size: tuple[int, int] = (1400, 900),
 ) -> int:
     """Show the main window, then load ``path`` (default: the bundled demo study).
 
-    With ``screenshot``, save the window as PNG once the series has loaded and the views have
-    painted, and return 0; return 1 (message on stderr) if loading failed. Otherwise run until
-    the window is closed.
+    ``tissue`` adds the demo template's tissue labels as a layer once the series has loaded;
+    ``clip_3d`` cuts the 3D view at the crosshair (the octant facing the camera).
+    With ``screenshot``, save the window as PNG once the series has loaded, the requested layers
+    are in and the views (the 3D view included, when it runs) have drawn, and return 0; return 1
+    (message on stderr) if loading failed. Otherwise run until the window is closed.
     """
     from workstation.config import demo_study_path
 
@@ -44,30 +51,26 @@ def run_gui(
 
     def finish(code: int) -> None:
         outcome["code"] = code
-        window.close()
         app.exit(code)
+        window.close()
 
+    if tissue:
+
+        def add_tissue(_volume: object) -> None:
+            window.loaded.disconnect(add_tissue)  # for the first series only
+            window.actions_.add_demo_tissue_labels()
+
+        window.loaded.connect(add_tissue)
+    if clip_3d:
+        window.grid.view3d_ready.connect(
+            lambda view: view is not None and view.set_clip_to_crosshair(True)
+        )
+    quit_on_close = app.quitOnLastWindowClosed()
     if screenshot is not None:
-
-        def save(_volume: object) -> None:
-            # Deferred so that the final repaint requests are handled before the grab.
-            QTimer.singleShot(0, lambda: finish(_save(window, screenshot)))
-
-        def fail(message: str) -> None:
-            sys.stderr.write(f"error: {message}\n")
-            finish(1)
-
-        def timeout() -> None:
-            sys.stderr.write("error: the study did not load in time; no screenshot taken\n")
-            finish(1)
-
-        window.loaded.connect(save)
-        window.load_failed.connect(fail)
-        window.load_cancelled.connect(lambda: fail("loading was cancelled"))
-        timer = QTimer(window)
-        timer.setSingleShot(True)
-        timer.timeout.connect(timeout)
-        timer.start(SCREENSHOT_TIMEOUT_MS)
+        # finish() exits the loop itself; a "last window closed" quit would be left pending and
+        # end the next event loop of this process at once (tests run several in one process).
+        app.setQuitOnLastWindowClosed(False)
+        _ScreenshotWhenReady(window, screenshot, tissue=tissue, finish=finish)
 
     QTimer.singleShot(0, lambda: window.open(source))
     previous_hook = sys.excepthook
@@ -76,13 +79,73 @@ def run_gui(
         code = app.exec()
     finally:
         sys.excepthook = previous_hook
+        app.setQuitOnLastWindowClosed(quit_on_close)
         window.deleteLater()
     return outcome["code"] if screenshot is not None else int(code)
 
 
+class _ScreenshotWhenReady(QObject):
+    """Saves the window once everything asked for is on screen: the series, the tissue layer,
+    the 3D scene (when the layout shows one and it could start)."""
+
+    def __init__(self, window: MainWindow, target: str, *, tissue: bool, finish: Any) -> None:
+        super().__init__(window)
+        self.window, self.target, self.finish = window, target, finish
+        self.waiting = {"series", "3d"} if window.grid.shows_3d else {"series"}
+        if tissue:
+            self.waiting.add("tissue")
+            if window.grid.shows_3d:
+                self.waiting.add("tissue 3d")
+        window.loaded.connect(lambda _volume: self._done("series"))
+        window.load_failed.connect(lambda message: self._fail(message))
+        window.load_cancelled.connect(lambda: self._fail("loading was cancelled"))
+        window.study_view.events.inserted.connect(self._inserted)
+        window.grid.view3d_ready.connect(self._view3d_ready)
+        timer = QTimer(self)
+        timer.setSingleShot(True)
+        timer.timeout.connect(lambda: self._fail("the study did not load in time"))
+        timer.start(SCREENSHOT_TIMEOUT_MS)
+
+    def _inserted(self, _index: int, layer: object) -> None:
+        if getattr(layer, "name", "") == TISSUE_LAYER_NAME:
+            self._done("tissue")
+
+    def _view3d_ready(self, view: object) -> None:
+        if view is None:  # no OpenGL display: the cell explains; the 2D views are the picture
+            self._done("3d")
+            self._done("tissue 3d")
+        else:
+            view.scene_ready.connect(lambda: self._done("3d"))  # type: ignore[attr-defined]
+            view.surfaces_ready.connect(self._surfaces_ready)  # type: ignore[attr-defined]
+
+    def _surfaces_ready(self, key: object) -> None:
+        if getattr(key, "name", None) == TISSUE_LAYER_NAME:
+            self._done("tissue 3d")
+
+    def _done(self, what: str) -> None:
+        self.waiting.discard(what)
+        if not self.waiting:
+            # Deferred so that the final repaint requests are handled before the grab.
+            QTimer.singleShot(200, lambda: self.finish(_save(self.window, self.target)))
+
+    def _fail(self, message: str) -> None:
+        sys.stderr.write(f"error: {message}; no screenshot taken\n")
+        self.finish(1)
+
+
 def _save(window: MainWindow, target: str) -> int:
     window.repaint()
-    if not window.grab().save(target, "PNG"):
+    QApplication.processEvents()
+    if QGuiApplication.platformName() == "xcb":
+        # The VTK canvas is a native OpenGL window that QWidget.grab() leaves black: read the
+        # screen where the window is.
+        frame = window.geometry()
+        image: QPixmap = window.screen().grabWindow(
+            0, frame.x(), frame.y(), frame.width(), frame.height()
+        )
+    else:
+        image = window.grab()
+    if not image.save(target, "PNG"):
         sys.stderr.write(f"error: cannot write the screenshot {target}\n")
         return 1
     sys.stdout.write(f"saved {target}\n")

@@ -5,16 +5,24 @@ a loadable series (double-click or Enter) emits :attr:`StudyBrowser.series_activ
 :class:`~workstation.dicom.Series`, which loads without rescanning the folder; selecting one
 that cannot be loaded emits :attr:`StudyBrowser.problem_selected` with the reason. Files the
 scan could not use are listed under a "Files not used: N" item.
+
+After a scan, each series row gets a thumbnail of its middle slice as its icon
+(:func:`workstation.workflow.thumbnails.series_thumbnails`, on a second one-thread
+:class:`~workstation.ui.tasks.TaskRunner`): made in display order, shown as each arrives
+(:attr:`StudyBrowser.thumbnail_ready`), cancelled by the next scan. A series whose pixels cannot
+be read gets a placeholder, and the reason in its tooltip.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Sequence
 
-from PySide6.QtCore import QMimeData, Qt, Signal, Slot
-from PySide6.QtGui import QKeyEvent
+import numpy as np
+from PySide6.QtCore import QMimeData, QPoint, QRect, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QIcon, QImage, QKeyEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -27,11 +35,24 @@ from PySide6.QtWidgets import (
 
 from workstation.dicom import Catalog, Series, scan
 from workstation.ui.tasks import TaskRunner
+from workstation.workflow.thumbnails import Thumbnail, series_thumbnails
 
-__all__ = ["COLUMNS", "StudyBrowser", "local_paths", "series_label", "series_source"]
+__all__ = [
+    "COLUMNS",
+    "THUMBNAIL_SIZE",
+    "StudyBrowser",
+    "local_paths",
+    "placeholder_pixmap",
+    "series_label",
+    "series_source",
+    "thumbnail_pixmap",
+]
 
 COLUMNS = ("Name", "Modality", "Slices", "Size", "Orientation")
+#: Side of a series row's icon (thumbnail or placeholder), in device-independent pixels.
+THUMBNAIL_SIZE = 48
 _SERIES_ROLE = Qt.ItemDataRole.UserRole
+_NOTES_ROLE = Qt.ItemDataRole.UserRole + 1  # the row's warnings / problem (tooltip text)
 
 
 def local_paths(mime: QMimeData | None) -> list[str]:
@@ -80,12 +101,19 @@ class StudyBrowser(QWidget):
         A scan finished; the :class:`Catalog` is shown.
     scan_failed(str)
         A scan failed, or (``activate_first``) found no loadable series.
+    thumbnail_ready(str)
+        A series row (its key) got its icon: the thumbnail, or the placeholder when its pixels
+        cannot be read (the tooltip then says why).
+    thumbnails_finished()
+        Every series of the shown catalog has its icon (never for superseded work).
     """
 
     series_activated = Signal(object)
     problem_selected = Signal(str)
     scanned = Signal(object)
     scan_failed = Signal(str)
+    thumbnail_ready = Signal(str)
+    thumbnails_finished = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +126,7 @@ class StudyBrowser(QWidget):
         self.tree.setHeaderLabels(list(COLUMNS))
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.setExpandsOnDoubleClick(False)
+        self.tree.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         self.tree.itemDoubleClicked.connect(self._activated)
         self.tree.currentItemChanged.connect(self._selected)
         layout = QVBoxLayout(self)
@@ -109,6 +138,12 @@ class StudyBrowser(QWidget):
         self.runner.finished.connect(self._on_scanned)
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(lambda: self.status.setText("scan cancelled"))
+
+        self._thumbnail_rows: list[QTreeWidgetItem] = []
+        self.thumbnailer = TaskRunner(self, threads=1)
+        self.thumbnailer.partial.connect(self._on_thumbnail)
+        self.thumbnailer.finished.connect(self._on_thumbnails_done)
+        self.thumbnailer.failed.connect(self._on_thumbnails_failed)
 
     @property
     def scanning(self) -> bool:
@@ -124,18 +159,23 @@ class StudyBrowser(QWidget):
             if isinstance(source, Sequence) and not isinstance(source, str)
             else str(source)
         )
+        self.thumbnailer.cancel()  # the rows they are for are about to go
         self._activate_first = activate_first
         shown = paths if isinstance(paths, str) else ", ".join(paths)
         self.status.setText(f"scanning {shown}")
         self.runner.start(functools.partial(scan, paths))
 
     def shutdown(self) -> None:
-        """Stop a scan in progress (when the window closes)."""
+        """Stop a scan and thumbnails in progress (when the window closes)."""
+        self.thumbnailer.cancel()
         self.runner.shutdown()
+        self.thumbnailer.shutdown()
 
     # -- the tree -----------------------------------------------------------------------------
     def show_catalog(self, catalog: Catalog) -> None:
-        """Fill the tree with ``catalog``."""
+        """Fill the tree with ``catalog``, then make the series thumbnails on a worker."""
+        self.thumbnailer.cancel()
+        self._thumbnail_rows = []
         self.catalog = catalog
         self.tree.clear()
         warn = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
@@ -159,6 +199,7 @@ class StudyBrowser(QWidget):
             self.tree.resizeColumnToContents(column)
         count = sum(1 for _ in catalog.iter_series())
         self.status.setText(f"{catalog.root}: {count} series")
+        self._start_thumbnails()
 
     def _add_series(self, parent: QTreeWidgetItem, series: Series, warn: object) -> None:
         info = series.to_json()
@@ -180,8 +221,8 @@ class StudyBrowser(QWidget):
         notes.extend(f"warning: {w}" for w in info["warnings"])
         if notes:
             item.setIcon(0, warn)  # type: ignore[arg-type]
-            for column in range(len(COLUMNS)):
-                item.setToolTip(column, "\n".join(notes))
+            item.setData(0, _NOTES_ROLE, "\n".join(notes))
+            _set_tooltip(item, "\n".join(notes))
         if not info["loadable"]:
             item.setForeground(0, self.palette().placeholderText())
 
@@ -195,6 +236,47 @@ class StudyBrowser(QWidget):
                 found.append(item)
             stack[0:0] = [item.child(i) for i in range(item.childCount())]
         return found
+
+    # -- thumbnails ---------------------------------------------------------------------------
+    def _start_thumbnails(self) -> None:
+        """Thumbnails of the series rows, in display order, on the thumbnail worker."""
+        self._thumbnail_rows = self.series_items()
+        series = [row.data(0, _SERIES_ROLE) for row in self._thumbnail_rows]
+        size = max(1, math.ceil(THUMBNAIL_SIZE * self.devicePixelRatioF()))
+        self.thumbnailer.start(
+            functools.partial(series_thumbnails, series, size=size), with_partial=True
+        )
+
+    @Slot(object)
+    def _on_thumbnail(self, value: object) -> None:
+        assert isinstance(value, Thumbnail)
+        if value.index >= len(self._thumbnail_rows):
+            return
+        item = self._thumbnail_rows[value.index]
+        series = item.data(0, _SERIES_ROLE)
+        if not isinstance(series, Series) or series.key != value.key:
+            return
+        notes = str(item.data(0, _NOTES_ROLE) or "")
+        badge = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+        ratio = self.devicePixelRatioF()
+        if value.image is not None:
+            pixmap = thumbnail_pixmap(value.image, ratio, badge if notes else None)
+        else:
+            pixmap = placeholder_pixmap(ratio, badge if notes else None)
+            notes = "\n".join(t for t in (notes, f"no thumbnail: {value.problem}") if t)
+        item.setIcon(0, QIcon(pixmap))
+        if notes:
+            _set_tooltip(item, notes)
+        self.thumbnail_ready.emit(value.key)
+
+    @Slot(object)
+    def _on_thumbnails_done(self, _result: object) -> None:
+        self.thumbnails_finished.emit()
+
+    @Slot(str, str)
+    def _on_thumbnails_failed(self, message: str, _details: str) -> None:
+        # Unexpected (per-series errors come back as placeholders); the runner logged it.
+        self.status.setText(f"{self.status.text()} (thumbnails failed: {message})")
 
     # -- events -------------------------------------------------------------------------------
     @Slot(object)
@@ -241,6 +323,56 @@ class StudyBrowser(QWidget):
         self.problem_selected.emit(
             f"series {series_label(series)} cannot be loaded: {series.stack.problem}"
         )
+
+
+def _set_tooltip(item: QTreeWidgetItem, text: str) -> None:
+    for column in range(len(COLUMNS)):
+        item.setToolTip(column, text)
+
+
+def thumbnail_pixmap(image: np.ndarray, ratio: float = 1.0, badge: QIcon | None = None) -> QPixmap:
+    """A square icon pixmap with the ``uint8`` grey ``image`` centred (shrunk if too large),
+    and ``badge`` (a warning) in its bottom-right corner."""
+    grey = np.ascontiguousarray(image, dtype=np.uint8)
+    height, width = grey.shape
+    qimage = QImage(grey.tobytes(), width, height, width, QImage.Format.Format_Grayscale8).copy()
+    side = max(1, math.ceil(THUMBNAIL_SIZE * ratio))
+    scale = min(1.0, side / max(height, width))
+    shown_w, shown_h = max(1, round(width * scale)), max(1, round(height * scale))
+    canvas, painter = _canvas(side)
+    target = QRect((side - shown_w) // 2, (side - shown_h) // 2, shown_w, shown_h)
+    painter.drawImage(target, qimage)
+    return _finish(canvas, painter, ratio, badge)
+
+
+def placeholder_pixmap(ratio: float = 1.0, badge: QIcon | None = None) -> QPixmap:
+    """The icon of a series without a thumbnail: a dark square crossed out."""
+    side = max(1, math.ceil(THUMBNAIL_SIZE * ratio))
+    canvas, painter = _canvas(side)
+    margin = max(1, side // 8)
+    box = QRect(margin, margin, side - 2 * margin, side - 2 * margin)
+    painter.fillRect(box, QColor(48, 48, 48))
+    painter.setPen(QPen(QColor(150, 150, 150), max(1.0, ratio)))
+    painter.drawRect(box)
+    painter.drawLine(box.topLeft(), box.bottomRight())
+    painter.drawLine(QPoint(box.left(), box.bottom()), QPoint(box.right(), box.top()))
+    return _finish(canvas, painter, ratio, badge)
+
+
+def _canvas(side: int) -> tuple[QPixmap, QPainter]:
+    canvas = QPixmap(side, side)
+    canvas.fill(Qt.GlobalColor.transparent)
+    return canvas, QPainter(canvas)
+
+
+def _finish(canvas: QPixmap, painter: QPainter, ratio: float, badge: QIcon | None) -> QPixmap:
+    side = canvas.width()
+    if badge is not None:
+        size = max(8, side // 3)
+        badge.paint(painter, QRect(side - size, side - size, size, size))
+    painter.end()
+    canvas.setDevicePixelRatio(ratio)
+    return canvas
 
 
 def _date(value: str) -> str:

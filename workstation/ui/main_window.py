@@ -1,4 +1,4 @@
-"""The main window: slice views in a layout, progressive loading, W/L presets, problems panel.
+"""The main window: MPR and 3D views in a layout, progressive loading, tools, layers, problems.
 
 Loading runs :func:`load_progressively` in a :class:`~workstation.ui.tasks.TaskRunner`: the
 volume's geometry arrives first (the views appear with blank voxels), then batches of slices,
@@ -14,19 +14,16 @@ import logging
 import os
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
-    QComboBox,
     QDockWidget,
-    QGridLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QProgressBar,
     QPushButton,
-    QToolBar,
     QWidget,
 )
 
@@ -35,29 +32,26 @@ from workstation.dicom import Series
 from workstation.render import (
     ImageLayer,
     StudyView,
-    ViewPlane,
     Window,
     auto_window,
     dicom_window,
     presets_for,
 )
 from workstation.ui.browser import StudyBrowser, local_paths, series_source
+from workstation.ui.layer_panel import LayerPanel
 from workstation.ui.slice_view import SliceView
 from workstation.ui.tasks import TaskRunner
+from workstation.ui.view_grid import LAYOUTS, View3DFactory, ViewGrid, default_3d_factory
+from workstation.ui.window_actions import WindowActions
 from workstation.workflow import LoadUpdate, load_progressively
 
 __all__ = ["LAYOUTS", "MainWindow"]
 
 log = logging.getLogger(__name__)
 
-LAYOUTS: dict[str, tuple[ViewPlane, ...]] = {
-    "1x1": (ViewPlane.AXIAL,),
-    "1x3": (ViewPlane.AXIAL, ViewPlane.CORONAL, ViewPlane.SAGITTAL),
-}
-
 
 class MainWindow(QMainWindow):
-    """Slice views of one :class:`StudyView`, with loading, presets and a problems panel.
+    """MPR and 3D views of one :class:`StudyView`, with loading, tools, layers and problems.
 
     Signals
     -------
@@ -72,7 +66,13 @@ class MainWindow(QMainWindow):
     load_failed = Signal(str)
     load_cancelled = Signal()
 
-    def __init__(self, layout: str = "1x3", parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        layout: str = "2x2",
+        parent: QWidget | None = None,
+        *,
+        view3d_factory: View3DFactory = default_3d_factory,
+    ) -> None:
         super().__init__(parent)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -82,43 +82,25 @@ class MainWindow(QMainWindow):
         self._source: str | None = None
         self._window_set = False  # the first slice that lands sets the window
 
-        grid = QGridLayout()
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(2)
-        self.views: list[SliceView] = []
-        for column, plane in enumerate(LAYOUTS[layout]):
-            view = SliceView(self.study_view, plane)
+        self.grid = ViewGrid(self.study_view, layout, view3d_factory=view3d_factory)
+        self.grid.setStyleSheet("background: #202020;")
+        for view in self.grid.slice_views.values():
             view.status_changed.connect(self._show_status)
-            grid.addWidget(view, 0, column)
-            self.views.append(view)
-        central = QWidget()
-        central.setLayout(grid)
-        central.setStyleSheet("background: #202020;")
-        self.setCentralWidget(central)
-
-        toolbar = QToolBar("View")
-        toolbar.setObjectName("view-toolbar")
-        toolbar.addWidget(QLabel(" W/L "))
-        self.presets = QComboBox()
-        self.presets.setMinimumContentsLength(24)
-        self.presets.setEnabled(False)
-        self.presets.currentIndexChanged.connect(self._preset_chosen)
-        toolbar.addWidget(self.presets)
-        self.addToolBar(toolbar)
+        self.grid.view3d_ready.connect(self._view3d_ready)
+        self.setCentralWidget(self.grid)
         self._preset_windows: list[Window] = []
 
         self.problems = QListWidget()
-        self.problems_dock = QDockWidget("Problems", self)
-        self.problems_dock.setObjectName("problems-dock")
-        self.problems_dock.setWidget(self.problems)
+        self.problems_dock = self._dock("Problems", "problems-dock", self.problems)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
         self.problems_dock.hide()
 
         self.browser = StudyBrowser()
-        self.browser_dock = QDockWidget("Studies", self)
-        self.browser_dock.setObjectName("browser-dock")
-        self.browser_dock.setWidget(self.browser)
+        self.browser_dock = self._dock("Studies", "browser-dock", self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
+        self.layer_panel = LayerPanel(self.study_view)
+        self.layers_dock = self._dock("Layers", "layers-dock", self.layer_panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.layers_dock)
         self.resizeDocks([self.browser_dock], [260], Qt.Orientation.Horizontal)
         self.browser.series_activated.connect(self.load)
         self.browser.problem_selected.connect(self.report_problem)
@@ -144,11 +126,50 @@ class MainWindow(QMainWindow):
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)
         self.study_view.events.changed.connect(self._layer_changed)
+        self.actions_ = WindowActions(self)
+        self.presets = self.actions_.presets
+
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        return dock
+
+    @property
+    def views(self) -> list[SliceView]:
+        """The slice views the current layout shows."""
+        return self.grid.views
+
+    def set_layout(self, name: str) -> None:
+        """Switch to layout ``1x1``, ``1x3`` or ``2x2`` (with 3D)."""
+        self.grid.set_layout(name)
+        if self.grid.shows_3d and self.isVisible():
+            self.grid.ensure_3d()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        # The 3D view (pyvistaqt, VTK: about a second to import) starts after the first paint.
+        QTimer.singleShot(0, self._start_3d)
+
+    def _start_3d(self) -> None:
+        if self.grid.shows_3d:
+            self.grid.ensure_3d()
+
+    def _view3d_ready(self, view: object) -> None:
+        if view is None:
+            return
+        failed = getattr(view, "failed", None)
+        if failed is not None:
+            failed.connect(lambda message, details: self.report_problem(message, details=details))
+            view.status_changed.connect(self._show_status)  # type: ignore[attr-defined]
+        if not self.loading and self.study_view.base is not None:
+            _refresh_3d(view)
 
     # -- loading ------------------------------------------------------------------------------
     def open(self, source: str | os.PathLike[str] | list[str]) -> None:
         """Scan ``source`` into the study browser, then load its first loadable series."""
         self.runner.cancel()
+        self.actions_.remember(source)
         self.loading = True
         self._show_loading(True)
         self.progress.setRange(0, 0)
@@ -195,12 +216,13 @@ class MainWindow(QMainWindow):
             )
             with self.study_view.events.changed.blocked():
                 base.window = window  # type: ignore[attr-defined]
-        for view in self.views:
-            view.invalidate()
+        self._invalidate_views()
 
     def _show_volume(self, volume: Volume) -> None:
         self.study_view.clear()
         self.study_view.cursor_lps = None
+        for view in self.grid.slice_views.values():
+            view.clear_measurements()
         self._window_set = False
         window = dicom_window(volume) or Window(0.0, 1.0)
         self.study_view.add(ImageLayer(volume, window=window, name="image"))
@@ -218,8 +240,9 @@ class MainWindow(QMainWindow):
             self.report_problem(f"warning: {warning}", path=self._source)
         shape = "×".join(str(n) for n in volume.size)
         self.status_label.setText(f"loaded {self._source} ({shape})")
-        for view in self.views:
-            view.invalidate()
+        self._invalidate_views()
+        if self.grid.view3d is not None:
+            _refresh_3d(self.grid.view3d)
         self.loaded.emit(volume)
 
     @Slot(str, str)
@@ -297,10 +320,22 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.runner.shutdown()
         self.browser.shutdown()
+        self.actions_.shutdown()
         self.study_view.events.changed.disconnect(self._layer_changed)
-        for view in self.views:
-            view.detach()
+        self.layer_panel.detach()
+        self.grid.detach()
         super().closeEvent(event)
+
+    def _invalidate_views(self) -> None:
+        for view in self.grid.slice_views.values():
+            view.invalidate()
+
+
+def _refresh_3d(view: object) -> None:
+    """Tell the 3D view that the volume is complete (it rebuilds its scene once)."""
+    refresh = getattr(view, "refresh_volume", None)
+    if callable(refresh):
+        refresh()
 
 
 class _signals_blocked:
