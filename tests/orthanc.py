@@ -238,3 +238,16 @@ class Orthanc:
         assert self._rest is not None, "Orthanc is not running"
         for patient in self._rest.get("/patients").json():
             self._rest.delete(f"/patients/{patient}").raise_for_status()
+
+
+def installed_or_skip() -> OrthancInstallation:
+    """The Orthanc installation; skip the test without one (fail under MEDWS_REQUIRE_ORTHANC)."""
+    import pytest
+
+    install = find_orthanc()
+    if install is None:
+        message = "Orthanc with the DICOMweb plugin is not installed (apt-get install orthanc orthanc-dicomweb)"  # noqa: E501
+        if orthanc_required():
+            pytest.fail(message + "; MEDWS_REQUIRE_ORTHANC is set")
+        pytest.skip(message)
+    return install

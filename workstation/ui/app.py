@@ -9,11 +9,11 @@ from types import TracebackType
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
-from PySide6.QtGui import QGuiApplication, QPixmap
 from PySide6.QtWidgets import QApplication
 
 from workstation.render.tissue import TISSUE_LAYER_NAME
 from workstation.ui.main_window import MainWindow
+from workstation.ui.screenshot import grab_window
 
 __all__ = ["run_gui"]
 
@@ -134,18 +134,7 @@ class _ScreenshotWhenReady(QObject):
 
 
 def _save(window: MainWindow, target: str) -> int:
-    window.repaint()
-    QApplication.processEvents()
-    if QGuiApplication.platformName() == "xcb":
-        # The VTK canvas is a native OpenGL window that QWidget.grab() leaves black: read the
-        # screen where the window is.
-        frame = window.geometry()
-        image: QPixmap = window.screen().grabWindow(
-            0, frame.x(), frame.y(), frame.width(), frame.height()
-        )
-    else:
-        image = window.grab()
-    if not image.save(target, "PNG"):
+    if not grab_window(window).save(target, "PNG"):
         sys.stderr.write(f"error: cannot write the screenshot {target}\n")
         return 1
     sys.stdout.write(f"saved {target}\n")

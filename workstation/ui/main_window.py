@@ -44,6 +44,7 @@ from workstation.ui.tasks import TaskRunner
 from workstation.ui.view_grid import LAYOUTS, View3DFactory, ViewGrid, default_3d_factory
 from workstation.ui.window_actions import WindowActions
 from workstation.workflow import LoadUpdate, load_progressively
+from workstation.workflow.remote import RemoteSeries, is_url
 
 __all__ = ["LAYOUTS", "MainWindow"]
 
@@ -167,19 +168,28 @@ class MainWindow(QMainWindow):
 
     # -- loading ------------------------------------------------------------------------------
     def open(self, source: str | os.PathLike[str] | list[str]) -> None:
-        """Scan ``source`` into the study browser, then load its first loadable series."""
+        """Scan ``source`` into the study browser, then load its first loadable series; a
+        DICOMweb study or series URL streams from the server instead."""
         self.runner.cancel()
         self.actions_.remember(source)
+        if isinstance(source, str) and is_url(source):
+            self.load(source)
+            return
         self.loading = True
         self._show_loading(True)
         self.progress.setRange(0, 0)
         self.status_label.setText(f"scanning {source}")
         self.browser.scan(source, activate_first=True)
 
-    def load(self, source: str | os.PathLike[str] | Series) -> None:
-        """Start loading a series (a folder, file or scanned :class:`Series`); a load in
-        progress is cancelled."""
-        self._source = series_source(source)
+    def load(self, source: str | os.PathLike[str] | Series | RemoteSeries) -> None:
+        """Start loading a series (a folder, file, scanned :class:`Series`, remote series or
+        DICOMweb URL); a load in progress is cancelled."""
+        if isinstance(source, RemoteSeries):
+            self._source = str(source)
+        elif isinstance(source, str) and is_url(source):
+            self._source = _without_credentials(source)
+        else:
+            self._source = series_source(source)
         self.loading = True
         self._show_loading(True)
         self.progress.setRange(0, 0)  # busy until the scan reports a total
@@ -329,6 +339,16 @@ class MainWindow(QMainWindow):
     def _invalidate_views(self) -> None:
         for view in self.grid.slice_views.values():
             view.invalidate()
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` as it may be shown and logged (no user:password@, no query)."""
+    from workstation.dicom.dicomweb import parse_dicomweb_url
+
+    try:
+        return parse_dicomweb_url(url).url
+    except ValueError:
+        return "a DICOMweb URL"
 
 
 def _refresh_3d(view: object) -> None:

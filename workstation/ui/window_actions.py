@@ -17,9 +17,11 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QApplication, QComboBox, QFileDialog, QLabel, QMenu, QToolBar
 
 from workstation.core.errors import WorkstationError
+from workstation.ui.screenshot import grab_window
 from workstation.ui.slice_view import SliceView
 from workstation.ui.tasks import TaskRunner
 from workstation.workflow.recent import RecentStudies
+from workstation.workflow.remote import is_url
 
 if TYPE_CHECKING:
     from workstation.ui.main_window import MainWindow
@@ -126,8 +128,16 @@ class WindowActions(QObject):
         """Add an opened folder/file/URL to the recent studies (a failure is only logged)."""
         if isinstance(source, list):
             return
+        text = os.fspath(source)
+        if is_url(text):
+            from workstation.dicom.dicomweb import parse_dicomweb_url
+
+            try:
+                text = parse_dicomweb_url(text).url  # never the credentials
+            except ValueError:
+                return
         try:
-            self.recent.add(os.fspath(source))
+            self.recent.add(text)
         except WorkstationError as error:  # never the source itself: paths can hold names
             log.warning("cannot update the recent studies list: %s", type(error).__name__)
 
@@ -155,7 +165,7 @@ class WindowActions(QObject):
         path, _ = QFileDialog.getSaveFileName(
             self.window, "Save a screenshot", "screenshot.png", "PNG (*.png)"
         )
-        if path and not self.window.grab().save(path, "PNG"):
+        if path and not grab_window(self.window).save(path, "PNG"):
             self.window.report_problem(f"cannot write the screenshot {path}")
 
     # -- views --------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""The main window streams a series from a real Orthanc given a DICOMweb URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from orthanc import Orthanc, installed_or_skip
+from pytestqt.qtbot import QtBot
+
+from workstation.dicom import load_series
+from workstation.ui.main_window import MainWindow
+from workstation.workflow.recent import RecentStudies
+
+
+@pytest.fixture(scope="module")
+def orthanc() -> Iterator[Orthanc]:
+    with Orthanc(installed_or_skip()) as server:
+        yield server
+
+
+def test_open_a_series_url_streams_it_into_the_views(
+    window: MainWindow, qtbot: QtBot, orthanc: Orthanc, marker_series: Any
+) -> None:
+    files = sorted(marker_series.folder.rglob("*.dcm"))
+    orthanc.upload(files)
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    url = f"{orthanc.dicomweb_url}/studies/{header.StudyInstanceUID}"
+    shown = url.replace("http://", "http://alice:secret@")  # credentials never stay on disk
+    with qtbot.waitSignal(window.loaded, timeout=60_000) as loaded:
+        window.open(shown)
+    np.testing.assert_array_equal(loaded.args[0].array, load_series(marker_series.folder).array)
+    window.study_view.cursor_lps = marker_series.marker_lps
+    assert window.views[0].current_slice is not None
+    assert window.views[0].current_slice.image.max() >= 1000
+    assert "secret" not in window.status_label.text()
+    recent = RecentStudies(window.actions_.recent.path).entries()
+    assert [entry.source for entry in recent] == [url]
