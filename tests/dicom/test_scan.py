@@ -27,7 +27,7 @@ from workstation.dicom import (
     scan,
 )
 from workstation.dicom._skim import skim
-from workstation.dicom.header import _from_values, _read_with_pydicom
+from workstation.dicom.header import _read_with_pydicom, header_from_values
 
 TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
 DICOMDIR_TREE = TEST_FILES / "dicomdirtests"
@@ -418,7 +418,7 @@ def test_fast_reader_agrees_with_pydicom_on_bundled_test_files():
         values = skim(data[:16384], size) or skim(data[: 1 << 20], size)  # as read_slices does
         if values is None:
             continue
-        fast = _from_values(str(path), values, frame=0, frames=1)
+        fast = header_from_values(str(path), values, frame=0, frames=1)
         try:
             slow = _read_with_pydicom(str(path), data[:16384], size)
         except Exception as error:  # noqa: BLE001 - a difference to report, whatever it is

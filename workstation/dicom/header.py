@@ -126,11 +126,11 @@ def read_slices(path: str | os.PathLike[str]) -> list[SliceHeader]:
         except OSError as error:
             raise DicomReadError(f"cannot read file: {error}", path=path) from error
     if values is not None:
-        return [_from_values(path, values, frame=0, frames=1)]
+        return [header_from_values(path, values, frame=0, frames=1)]
     return _read_with_pydicom(path, head, size)
 
 
-def _from_values(path: str, v: dict[str, Any], *, frame: int, frames: int) -> SliceHeader:
+def header_from_values(path: str, v: dict[str, Any], *, frame: int, frames: int) -> SliceHeader:
     def first(key: str) -> Any:
         value = v.get(key)
         return value[0] if isinstance(value, tuple) and value else value
@@ -238,7 +238,7 @@ def _read_with_pydicom(path: str, head: bytes, size: int) -> list[SliceHeader]:
         records = slices_from_dataset(dataset, path, offset, length)
     except read_errors as error:
         raise DicomReadError(f"corrupt DICOM header: {error}", path=path) from error
-    return [_from_values(path, values, frame=i, frames=len(records)) for i, values in records]
+    return [header_from_values(path, values, frame=i, frames=len(records)) for i, values in records]
 
 
 def _pixel_element(dataset: Any, tag_position: int, raw: bytes) -> tuple[int | None, int | None]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from workstation.dicom._skim import WANTED
 from workstation.dicom.catalog import Catalog, Series
-from workstation.dicom.header import SliceHeader, _from_values
+from workstation.dicom.header import SliceHeader, header_from_values
 from workstation.dicom.series import build_stacks
 
 # DICOM JSON keys (8 upper-case hex digits) of the attributes the engine reads.
@@ -87,7 +87,7 @@ def instance_slices(
         values = _values(item)
         values["TransferSyntaxUID"] = syntax
         _mark_pixels(values)
-        return [_from_values(path, values, frame=0, frames=1)]
+        return [header_from_values(path, values, frame=0, frames=1)]
     return _with_pydicom(item, path, syntax)
 
 
@@ -114,7 +114,7 @@ def _with_pydicom(item: Mapping[str, Any], path: str, syntax: str) -> list[Slice
     for frame, values in records:
         values["TransferSyntaxUID"] = syntax
         _mark_pixels(values)
-        headers.append(_from_values(path, values, frame=frame, frames=len(records)))
+        headers.append(header_from_values(path, values, frame=frame, frames=len(records)))
     return headers
 
 

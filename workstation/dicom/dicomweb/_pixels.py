@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from workstation.dicom._decode import _LENIENT, DECODE_FAILURES, plugin_order
+from workstation.dicom._decode import DECODE_FAILURES, LENIENT, plugin_order
 from workstation.dicom._skim import skim
 from workstation.dicom.errors import PixelDecodeError
 from workstation.dicom.pixels import PixelLayout
@@ -93,7 +93,7 @@ def decode_frame(instance: Instance, frame: int, layout: PixelLayout, *, name: s
         raise PixelDecodeError(
             f"cannot decode {name}: no decoder is installed for transfer syntax {uid}", path=name
         )
-    lenient = _LENIENT.get(uid, frozenset())
+    lenient = LENIENT.get(uid, frozenset())
     failures: list[str] = []
     for plugin in order:
         if failures and plugin in lenient:
