@@ -39,3 +39,29 @@ def test_open_a_series_url_streams_it_into_the_views(
     assert "secret" not in window.status_label.text()
     recent = RecentStudies(window.actions_.recent.path).entries()
     assert [entry.source for entry in recent] == [url]
+
+
+def test_file_open_from_pacs_loads_the_chosen_series(
+    window: MainWindow, qtbot: QtBot, orthanc: Orthanc, write_marker: Any
+) -> None:
+    marker = write_marker((20, 16, 7), name="pacs-marker")
+    files = sorted(marker.folder.rglob("*.dcm"))
+    orthanc.upload(files)
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    window.actions_.open_pacs()
+    dialog = window.actions_.pacs_dialog
+    assert dialog is not None and dialog.isVisible()
+    form = dialog.server_form
+    form.choose_new()
+    form.url.setText(orthanc.dicomweb_url)
+    with qtbot.waitSignal(dialog.search_finished, timeout=30_000):
+        dialog.search_button.click()
+    study = str(header.StudyInstanceUID)
+    item = dialog.results.study_item(study)
+    assert item is not None
+    with qtbot.waitSignal(dialog.series_listed, timeout=30_000):
+        item.setExpanded(True)
+    dialog.results.setCurrentItem(dialog.results.series_items(study)[0])
+    with qtbot.waitSignal(window.loaded, timeout=60_000) as loaded:
+        dialog.open_button.click()
+    np.testing.assert_array_equal(loaded.args[0].array, load_series(marker.folder).array)

@@ -25,6 +25,7 @@ from workstation.workflow.remote import is_url
 
 if TYPE_CHECKING:
     from workstation.ui.main_window import MainWindow
+    from workstation.ui.pacs_dialog import PacsDialog
 
 __all__ = ["WindowActions"]
 
@@ -40,6 +41,7 @@ class WindowActions(QObject):
         super().__init__(window)
         self.window = window
         self.recent = recent if recent is not None else _default_recent()
+        self.pacs_dialog: PacsDialog | None = None
         self._labels_runner = TaskRunner(self)
         self._labels_runner.finished.connect(self._labels_loaded)
         self._labels_runner.failed.connect(
@@ -104,6 +106,8 @@ class WindowActions(QObject):
         file_menu = bar.addMenu("&File")
         open_action = file_menu.addAction("&Open folder…", self.open_folder)
         open_action.setShortcut(QKeySequence.StandardKey.Open)
+        pacs_action = file_menu.addAction("Open from &PACS…", self.open_pacs)
+        pacs_action.setShortcut(QKeySequence("Ctrl+Shift+O"))
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
@@ -146,6 +150,18 @@ class WindowActions(QObject):
         folder = QFileDialog.getExistingDirectory(self.window, "Open a DICOM folder")
         if folder:
             self.window.open(folder)
+
+    @Slot()
+    def open_pacs(self) -> None:
+        """Show the (one, non-modal) PACS dialog; a series chosen there streams into the views."""
+        if self.pacs_dialog is None:
+            from workstation.ui.pacs_dialog import PacsDialog
+
+            self.pacs_dialog = PacsDialog(self.window)
+            self.pacs_dialog.series_chosen.connect(self.window.load)
+        self.pacs_dialog.show()
+        self.pacs_dialog.raise_()
+        self.pacs_dialog.activateWindow()
 
     def _fill_recent(self) -> None:
         menu: QMenu = self.recent_menu
@@ -235,6 +251,8 @@ class WindowActions(QObject):
 
     def shutdown(self) -> None:
         self._labels_runner.shutdown()
+        if self.pacs_dialog is not None:
+            self.pacs_dialog.shutdown()
 
 
 def _default_recent() -> RecentStudies:
