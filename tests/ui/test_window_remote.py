@@ -65,3 +65,32 @@ def test_file_open_from_pacs_loads_the_chosen_series(
     with qtbot.waitSignal(window.loaded, timeout=60_000) as loaded:
         dialog.open_button.click()
     np.testing.assert_array_equal(loaded.args[0].array, load_series(marker.folder).array)
+
+
+def test_workstation_open_url_screenshot(
+    qtbot: QtBot, orthanc: Orthanc, write_marker: Any, tmp_path: Any
+) -> None:
+    from PySide6.QtGui import QImage
+
+    from workstation.cli import main
+
+    marker = write_marker((24, 20, 8), name="cli-marker")
+    files = sorted(marker.folder.rglob("*.dcm"))
+    orthanc.upload(files)
+    header = pydicom.dcmread(files[0], stop_before_pixels=True)
+    url = f"{orthanc.dicomweb_url}/studies/{header.StudyInstanceUID}"
+    png = tmp_path / "remote.png"
+    assert main(["open", url, "--layout", "1x3", "--screenshot", str(png)]) == 0
+    image = QImage(str(png))
+    assert not image.isNull() and image.width() >= 1200
+
+
+def test_workstation_open_unreachable_url_fails_with_a_message(
+    qtbot: QtBot, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workstation.cli import main
+
+    png = tmp_path / "none.png"
+    url = "http://127.0.0.1:9/dicom-web/studies/1.2.3"
+    assert main(["open", url, "--layout", "1x3", "--screenshot", str(png)]) == 1
+    assert "error:" in capsys.readouterr().err and not png.exists()
