@@ -19,10 +19,17 @@ from workstation.core.errors import Cancelled  # noqa: E402
 from workstation.core.tasks import CancelToken  # noqa: E402
 from workstation.core.volume import Volume  # noqa: E402
 from workstation.render.colormaps import label_color  # noqa: E402
+from workstation.render.labelmesh3d import (  # noqa: E402
+    MAX_BIN,
+    fit_budget,
+    label_mesh,
+    simplify,
+)
 from workstation.render.layers import LabelsLayer  # noqa: E402
 from workstation.render.scene3d import (  # noqa: E402
     CROPPING_FLAGS,
     DEFAULT_VIEW,
+    LABEL_TRIANGLE_BUDGET,
     QUALITY,
     SurfaceProp,
     VolumeProp,
@@ -256,6 +263,96 @@ def test_label_surfaces_one_per_label_inside_its_extent_coloured_by_the_layer() 
     assert [s.rgba for s in by_mapping] == [label_color(1), (1, 2, 3, 255)]
 
 
+def _signed_volume(mesh: Any) -> float:
+    """The volume a closed mesh encloses: positive when its faces point outward."""
+    a, b, c = (np.asarray(mesh.points)[mesh.regular_faces[:, n]] for n in range(3))
+    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6)
+
+
+def _boundary_voxels(labels: np.ndarray, value: int) -> np.ndarray:
+    """``(i, j, k)`` of the label's voxels with a 6-neighbour outside it."""
+    from scipy import ndimage
+
+    mask = labels == value
+    return np.argwhere(mask & ~ndimage.binary_erosion(mask, border_value=0))[:, ::-1].astype(float)
+
+
+def test_touching_labels_share_their_boundary_and_face_outward() -> None:
+    array = np.zeros((16, 18, 20), np.uint8)
+    array[3:13, 4:14, 3:10] = 1
+    array[3:13, 4:14, 10:17] = 2  # touches label 1 across the plane i = 9.5
+    volume = Volume(array, spacing=(0.8, 0.9, 1.5), origin=(5.0, -3.0, 40.0), direction=OBLIQUE)
+    first, second = label_surfaces(volume)
+    voxel_mm3 = float(np.prod(volume.spacing))
+    for surface in (first, second):
+        enclosed = _signed_volume(surface.mesh) / voxel_mm3
+        assert enclosed == pytest.approx((array == surface.label).sum(), rel=0.2)
+    # The common boundary is one sheet: the same points in both surfaces, on the plane.
+    ours, theirs = (np.asarray(s.mesh.points) for s in (first, second))
+    shared = ours[(ours[:, None, :] == theirs[None, :, :]).all(-1).any(1)]
+    assert len(shared) > 30
+    np.testing.assert_allclose(volume.lps_to_index(shared)[:, 0], 9.5, atol=0.75)
+
+
+def test_simplifying_keeps_thin_layers_and_shared_boundaries() -> None:
+    k, j, i = np.mgrid[0:40, 0:40, 0:40]
+    radius = np.sqrt((i - 19.5) ** 2 + (j - 19.5) ** 2 + (k - 19.5) ** 2)
+    array = np.where(radius < 14, 1, 0).astype(np.uint8)
+    array[(radius >= 14) & (radius < 15)] = 2  # a one-voxel shell around label 1
+    mesh = label_mesh(array, [1, 2])
+    counts = mesh.counts()
+    simpler = simplify(mesh, 2.5)
+    assert simpler.bin_size == 2.5
+    assert all(simpler.counts()[v] < counts[v] / 3 for v in (1, 2))
+    # Points move less than a bin's diagonal.
+    from scipy.spatial import cKDTree
+
+    distance, _ = cKDTree(mesh.points).query(simpler.points)
+    assert distance.max() < np.sqrt(3) * 2.5
+    # The shell keeps an inside and an outside: its two sheets are not merged into one.
+    shells = [pv.PolyData.from_regular_faces(*m.surface(2)) for m in (mesh, simpler)]
+    assert _signed_volume(shells[1]) == pytest.approx(_signed_volume(shells[0]), rel=0.2)
+    assert _signed_volume(shells[0]) > 0.2 * (array == 2).sum()
+    radii = np.linalg.norm(shells[1].points - 19.5, axis=1)
+    assert radii.min() < 14.2 and radii.max() > 14.6
+
+    fitted = fit_budget(mesh, 2_000)
+    assert max(fitted.counts().values()) <= 2_000 and 1.0 < fitted.bin_size <= MAX_BIN
+    assert fit_budget(mesh, 10**9) is mesh
+    assert fit_budget(mesh, 1).bin_size == MAX_BIN  # the budget gives way to the error bound
+
+
+def test_demo_tissue_surfaces_stay_under_the_budget_and_follow_the_labels() -> None:
+    pytest.importorskip("SimpleITK")
+    from workstation.config import demo_study_path
+    from workstation.dicom import load_series
+    from workstation.render.tissue import TISSUE_COLORS, demo_tissue_labels
+
+    layer = demo_tissue_labels(load_series(demo_study_path()))
+    labels = layer.volume
+    surfaces = label_surfaces(labels, layer.color)
+    assert [s.label for s in surfaces] == [1, 2, 3]
+    assert [s.rgba for s in surfaces] == [TISSUE_COLORS[v] for v in (1, 2, 3)]
+    from scipy.spatial import cKDTree
+
+    for surface in surfaces:
+        mesh = surface.mesh
+        assert 10_000 < mesh.n_cells <= LABEL_TRIANGLE_BUDGET
+        boundary = _boundary_voxels(labels.array, surface.label)
+        # surface -> boundary voxel centres, and boundary voxel centres -> surface (voxels)
+        to_boundary, _ = cKDTree(boundary).query(labels.lps_to_index(np.asarray(mesh.points)))
+        assert to_boundary.mean() < 1.0
+        sample = boundary[::10]
+        _, closest = mesh.find_closest_cell(labels.index_to_lps(sample), return_closest_point=True)
+        to_surface = np.linalg.norm(labels.lps_to_index(closest) - sample, axis=1)
+        assert to_surface.mean() < 1.0 and np.percentile(to_surface, 99) < 3.0
+        # Within the label's extent, give or take the voxel by which smoothing may move a
+        # boundary shared with another label.
+        low, high = _lps_extent(labels, surface.label)
+        bounds = np.asarray(mesh.bounds)
+        assert np.all(bounds[0::2] >= low - 1.0) and np.all(bounds[1::2] <= high + 1.0)
+
+
 def test_label_surfaces_stop_when_cancelled() -> None:
     token = CancelToken()
     token.cancel()
@@ -317,6 +414,22 @@ def test_importing_the_scene_module_loads_no_vtk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_scene_module_re_exports_every_part() -> None:
+    import workstation.render.scene3d as scene3d
+    from workstation.render import camera3d, crop3d, raycast3d, surfaces3d
+
+    for part in (camera3d, crop3d, raycast3d, surfaces3d):
+        for name in part.__all__:
+            assert name in scene3d.__all__ and getattr(scene3d, name) is getattr(part, name)
+    assert all(hasattr(scene3d, name) for name in scene3d.__all__)
+
+
+def test_a_crop_without_a_cursor_goes_through_the_centre() -> None:
+    volume, _ = _blocks_volume(OBLIQUE)
+    crop = crosshair_crop(volume, None)
+    np.testing.assert_allclose(crop.index, (np.asarray(volume.size) - 1) / 2)
 
 
 def test_default_camera_frames_the_bounds() -> None:

@@ -234,6 +234,15 @@ def test_a_mouse_drag_renders_at_interactive_quality(view: View3D, qtbot: QtBot)
     assert seen[-1] == "still" and prop.quality == "still"
 
 
+def test_the_toolbar_resets_the_camera(view: View3D) -> None:
+    camera = view.renderer.GetActiveCamera()
+    default = camera.GetPosition()
+    camera.Azimuth(40.0)
+    assert not np.allclose(camera.GetPosition(), default)
+    view.toolbar.reset_action.trigger()
+    np.testing.assert_allclose(camera.GetPosition(), default)
+
+
 def test_save_screenshot_writes_a_non_blank_png(view: View3D, tmp_path: Path) -> None:
     path = view.save_screenshot(tmp_path / "view3d.png")
     image = QImage(str(path))

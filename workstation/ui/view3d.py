@@ -19,22 +19,22 @@ a new base volume is not drawn when it appears: the view shows "waiting for the 
 built once, or, for the volume already drawn (voxels changed in place), re-uploaded without a
 new actor. :attr:`View3D.scene_ready` tells when that scene's first frame is on screen.
 
-The pyvistaqt interactor (an OpenGL widget) is created on first use and needs a display (the
-``xcb`` platform, e.g. under Xvfb); on the ``offscreen`` platform the view shows a note instead.
+The pyvistaqt interactor (an OpenGL widget, :mod:`workstation.ui.view3d_canvas`) is created on
+first use and needs a display (the ``xcb`` platform, e.g. under Xvfb); on the ``offscreen``
+platform the view shows a note instead. The toolbar is :mod:`workstation.ui.view3d_toolbar`.
 Call :meth:`View3D.detach` (or close the widget) before it goes away.
 """
 
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QImage
-from PySide6.QtWidgets import QComboBox, QLabel, QStackedLayout, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtCore import QSignalBlocker, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from workstation.core.errors import WorkstationError
 from workstation.core.volume import Volume
@@ -50,27 +50,13 @@ from workstation.render.scene3d import (
 )
 from workstation.render.study_view import StudyView
 from workstation.render.volume3d import PRESET_NAMES
-from workstation.ui.view3d_surfaces import (
-    BRAIN,
-    SurfaceGroups,
-    brain_task,
-    layer_job,
-    rebuild_fields,
-)
+from workstation.ui.view3d_canvas import NO_DISPLAY_PLATFORMS, Canvas3D, CanvasStack
+from workstation.ui.view3d_surfaces import BRAIN, SurfaceGroups, has_surfaces
+from workstation.ui.view3d_toolbar import View3DToolbar
 
 __all__ = ["NO_DISPLAY_PLATFORMS", "View3D", "View3DError"]
 
-NO_DISPLAY_PLATFORMS = ("offscreen", "minimal")
-"""Qt platforms on which the OpenGL interactor cannot run."""
 WAITING = "waiting for the volume"
-BACKGROUND = (0.0, 0.0, 0.0)
-TOOLBAR_STYLE = (
-    "QToolBar { background: #262626; border: none; }"
-    " QToolButton { color: #e0e0e0; padding: 2px 6px; }"
-    " QToolButton:checked { background: #4a4a4a; border-radius: 3px; }"
-    " QComboBox { color: #e0e0e0; background: #3a3a3a; border: 1px solid #555;"
-    " padding: 1px 6px; }"
-)
 
 
 class View3DError(WorkstationError):
@@ -107,7 +93,7 @@ class View3D(QWidget):
     def __init__(self, study_view: StudyView, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.study_view = study_view
-        self._interactor: Any = None
+        self._canvas: Canvas3D | None = None
         self._surfaces: SurfaceGroups | None = None
         self._volume_prop: VolumeProp | None = None
         self._announce = False  # emit scene_ready after the next render
@@ -115,37 +101,24 @@ class View3D(QWidget):
         self._clip = False
         self._cut: tuple[int, int, int] | None = None
         self._show_surface = False
-        self._vtk_observers: list[tuple[Any, int]] = []
         self._detached = False
-        self._available = QGuiApplication.platformName() not in NO_DISPLAY_PLATFORMS
 
-        self.toolbar = QToolBar("3D")
-        self.toolbar.setStyleSheet(TOOLBAR_STYLE)
-        self.presets = QComboBox()
-        self.presets.addItems(list(PRESET_NAMES))
-        self.presets.setToolTip("Volume rendering preset")
-        self.presets.currentTextChanged.connect(self._preset_chosen)
-        self.toolbar.addWidget(self.presets)
-        self.surface_action = self.toolbar.addAction("Surface")
-        self.surface_action.setCheckable(True)
-        self.surface_action.setToolTip("Show the brain surface")
+        self.toolbar = View3DToolbar()
+        self.presets = self.toolbar.presets
+        self.surface_action = self.toolbar.surface_action
+        self.clip_action = self.toolbar.clip_action
+        self.presets.currentTextChanged.connect(self.set_preset)  # the items are PRESET_NAMES
         self.surface_action.toggled.connect(self.show_surface)
-        self.clip_action = self.toolbar.addAction("Clip")
-        self.clip_action.setCheckable(True)
-        self.clip_action.setToolTip("Cut away the octant at the crosshair facing the camera")
         self.clip_action.toggled.connect(self.set_clip_to_crosshair)
-        self.toolbar.addAction("Reset camera", self.reset_camera)
+        self.toolbar.reset_action.triggered.connect(self.reset_camera)
 
-        self.message = QLabel(WAITING)
-        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.message.setStyleSheet("background: black; color: #c0c0c0;")
-        self._stack = QStackedLayout()
-        self._stack.addWidget(self.message)
+        self._area = CanvasStack()
+        self.message = self._area.message
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.toolbar)
-        layout.addLayout(self._stack, 1)
+        layout.addWidget(self._area, 1)
 
         events = study_view.events
         self._observed = [
@@ -156,7 +129,7 @@ class View3D(QWidget):
         ]
         for event, callback in self._observed:
             event.connect(callback)
-        self._show_message(WAITING)
+        self._area.show_message(WAITING)
         for layer in study_view.layers:
             if layer is not study_view.base or not isinstance(layer, ImageLayer):
                 self._build_layer(layer)
@@ -165,17 +138,17 @@ class View3D(QWidget):
     @property
     def available(self) -> bool:
         """Whether 3D rendering can run on this Qt platform (it needs a display)."""
-        return self._available
+        return self._area.available
 
     @property
     def interactor(self) -> Any:
         """The pyvistaqt ``QtInteractor`` (``None`` until the first volume is drawn)."""
-        return self._interactor
+        return None if self._canvas is None else self._canvas.interactor
 
     @property
     def renderer(self) -> Any:
         """The ``vtkRenderer`` (``None`` before the interactor exists)."""
-        return None if self._interactor is None else self._interactor.renderer
+        return None if self._canvas is None else self._canvas.renderer
 
     @property
     def volume_prop(self) -> VolumeProp | None:
@@ -220,17 +193,8 @@ class View3D(QWidget):
         self._show_surface = bool(on)
         with QSignalBlocker(self.surface_action):
             self.surface_action.setChecked(self._show_surface)
-        if self._surfaces is None or self._volume_prop is None:
-            return
-        if not self._show_surface:
-            for prop in self._surfaces.props(BRAIN):
-                prop.set_visible(False)
-            self._request_render()
-        elif self._surfaces.has(BRAIN):
-            self._surfaces.restyle(BRAIN)
-        elif not self._surfaces.busy(BRAIN):
-            task = partial(brain_task, self._volume_prop.volume)
-            self._surfaces.build(BRAIN, task, self._style_brain, BRAIN)
+        if self._surfaces is not None and self._volume_prop is not None:
+            self._surfaces.show_brain(self._volume_prop.volume, self._show_surface)
 
     def set_clip_to_crosshair(self, on: bool) -> None:
         """Cut away the octant at the cursor that faces the camera (surfaces are clipped too)."""
@@ -244,25 +208,12 @@ class View3D(QWidget):
         """The crop in force (``None`` when clipping is off or nothing is drawn)."""
         if not self._clip or self._volume_prop is None:
             return None
-        volume = self._volume_prop.volume
-        cursor = self.study_view.cursor_lps
-        if cursor is None:
-            cursor = volume.index_to_lps((np.asarray(volume.size, float) - 1) / 2)
-        return crosshair_crop(volume, cursor, self._cut)
+        return crosshair_crop(self._volume_prop.volume, self.study_view.cursor_lps, self._cut)
 
     def reset_camera(self) -> None:
         """The default oblique view (anterior, left, superior) fitted to the volume."""
-        if self._volume_prop is None:
-            return
-        pose = default_camera(self._volume_prop.bounds)
-        camera = self.renderer.GetActiveCamera()
-        camera.ParallelProjectionOff()
-        camera.SetViewAngle(30.0)
-        camera.SetFocalPoint(*pose.focal_point)
-        camera.SetPosition(*pose.position)
-        camera.SetViewUp(*pose.up)
-        self.renderer.ResetCameraClippingRange()
-        self._request_render()
+        if self._volume_prop is not None and self._canvas is not None:
+            self._canvas.set_pose(default_camera(self._volume_prop.bounds))
 
     def refresh_volume(self) -> None:
         """Draw the base volume: build the scene for a new volume object, or re-upload the one
@@ -272,7 +223,7 @@ class View3D(QWidget):
         prop, volume = self._volume_prop, self._base_volume()
         if volume is None:
             self._drop_volume()
-            self._show_message(WAITING)
+            self._area.show_message(WAITING)
         elif prop is None or volume is not prop.volume:
             self._build(volume)
         else:
@@ -285,20 +236,16 @@ class View3D(QWidget):
 
     def frame(self) -> np.ndarray:
         """The view as it renders now: ``(height, width, 3)`` ``uint8`` RGB (device pixels)."""
-        if self._interactor is None:
+        if self._canvas is None:
             raise View3DError("the 3D view has drawn nothing yet")
-        image = self._interactor.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB888)
-        height, width = image.height(), image.width()
-        rows = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
-        rows = rows.reshape(height, image.bytesPerLine())[:, : width * 3]
-        return rows.reshape(height, width, 3).copy()  # the QImage's buffer goes with it
+        return self._canvas.frame()
 
     def save_screenshot(self, path: str | os.PathLike[str]) -> Path:
         """Render and save the 3D view (PNG, or any format Qt knows by the suffix)."""
-        if self._interactor is None:
+        if self._canvas is None:
             raise View3DError("the 3D view has drawn nothing yet: no screenshot")
         path = Path(path)
-        if not self._interactor.grabFramebuffer().save(str(path)):
+        if not self._canvas.save(path):
             raise View3DError(f"cannot write the screenshot {path}")
         return path
 
@@ -312,14 +259,8 @@ class View3D(QWidget):
             self._surfaces.shutdown()
             self._surfaces = None
         self._drop_volume()
-        for subject, tag in self._vtk_observers:
-            subject.RemoveObserver(tag)
-        self._vtk_observers = []
-        if self._interactor is not None:
-            interactor, self._interactor = self._interactor, None
-            self._stack.removeWidget(interactor)
-            interactor.close()  # finalises the render window (pyvistaqt needs it)
-            interactor.deleteLater()
+        self._canvas = None
+        self._area.release()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.detach()
@@ -327,38 +268,24 @@ class View3D(QWidget):
 
     # -- the interactor -----------------------------------------------------------------------
     def _ensure_interactor(self) -> bool:
-        if self._interactor is not None:
-            return True
-        if not self._available or self._detached:
-            return False
-        from pyvistaqt import QtInteractor
-
-        interactor = QtInteractor(self, auto_update=False)
-        interactor.set_background(BACKGROUND)
-        interactor.iren.clear_key_event_callbacks()  # no "q" closing the embedded plotter
-        style = interactor.iren.interactor.GetInteractorStyle()
-        for subject, name, callback in (
-            (style, "StartInteractionEvent", self._on_start_interaction),
-            (style, "EndInteractionEvent", self._on_end_interaction),
-            (interactor.renderer, "EndEvent", self._on_rendered),
-        ):
-            self._vtk_observers.append((subject, subject.AddObserver(name, callback)))
-        self._interactor = interactor
-        self._stack.addWidget(interactor)
-        self._surfaces = SurfaceGroups(interactor.renderer, self._request_render, self)
-        self._surfaces.ready.connect(self.surfaces_ready)
-        self._surfaces.failed.connect(self.failed)
-        self._surfaces.status.connect(self.status_changed)
-        return True
+        if self._canvas is not None or self._detached:
+            return self._canvas is not None
+        self._canvas = self._area.create_canvas(
+            on_start_interaction=self._on_start_interaction,
+            on_end_interaction=self._on_end_interaction,
+            on_rendered=self._on_rendered,
+        )
+        if self._canvas is not None:
+            self._surfaces = SurfaceGroups(self._canvas.renderer, self._request_render, self)
+            self._surfaces.ready.connect(self.surfaces_ready)
+            self._surfaces.failed.connect(self.failed)
+            self._surfaces.status.connect(self.status_changed)
+        return self._canvas is not None
 
     def _request_render(self) -> None:
         """Repaint soon (one render in the widget's paint, however many requests came)."""
-        if self._interactor is not None:
-            self._interactor.update()
-
-    def _show_message(self, text: str) -> None:
-        self.message.setText(text)
-        self._stack.setCurrentWidget(self.message)
+        if self._canvas is not None:
+            self._canvas.request_render()
 
     def _on_rendered(self, _obj: Any, _event: str) -> None:
         if self._announce and self._volume_prop is not None:
@@ -380,11 +307,9 @@ class View3D(QWidget):
         self._request_render()  # the style renders after this event too: Qt merges the two
 
     def _camera_octant(self) -> tuple[int, int, int] | None:
-        if self._volume_prop is None:
+        if self._volume_prop is None or self._canvas is None:
             return None
-        camera = self.renderer.GetActiveCamera()
-        to_camera = np.subtract(camera.GetPosition(), camera.GetFocalPoint())
-        return facing_octant(self._volume_prop.volume, to_camera)
+        return facing_octant(self._volume_prop.volume, self._canvas.to_camera())
 
     # -- the base volume ----------------------------------------------------------------------
     def _base_volume(self) -> Volume | None:
@@ -396,13 +321,13 @@ class View3D(QWidget):
         prop = self._volume_prop
         if prop is not None and self._base_volume() is not prop.volume:
             self._drop_volume()
-            self._show_message(WAITING)
+            self._area.show_message(WAITING)
 
     def _build(self, volume: Volume) -> None:
         self._drop_volume()
         if not self._ensure_interactor():
             platform = QGuiApplication.platformName()
-            self._show_message(f"3D needs an OpenGL display (Qt platform: {platform})")
+            self._area.show_message(f"3D needs an OpenGL display (Qt platform: {platform})")
             return
         base = self.study_view.base
         assert base is not None
@@ -413,7 +338,7 @@ class View3D(QWidget):
         prop.set_visible(base.visible)
         self._volume_prop = prop
         self.renderer.AddVolume(prop.actor)
-        self._stack.setCurrentWidget(self._interactor)
+        self._area.show_canvas()
         self.reset_camera()
         if self._clip:
             self._cut = self._camera_octant()
@@ -437,20 +362,10 @@ class View3D(QWidget):
             self._surfaces.set_crop(crop)
         self._request_render()
 
-    @Slot(str)
-    def _preset_chosen(self, name: str) -> None:
-        if name in PRESET_NAMES:
-            self.set_preset(name)
-
-    def _style_brain(self, props: list[SurfaceProp]) -> None:
-        for prop in props:
-            prop.set_visible(self._show_surface)
-
     # -- layers -------------------------------------------------------------------------------
     def _build_layer(self, layer: Layer) -> None:
-        job = layer_job(layer)
-        if job is not None and self._ensure_interactor() and self._surfaces is not None:
-            self._surfaces.build(layer, *job, repr(layer.name))
+        if has_surfaces(layer) and self._ensure_interactor() and self._surfaces is not None:
+            self._surfaces.build_layer(layer)
 
     def _on_inserted(self, index: int, layer: Layer) -> None:
         if layer is self.study_view.base and isinstance(layer, ImageLayer):
@@ -476,10 +391,7 @@ class View3D(QWidget):
                 prop.set_opacity(layer.opacity)
                 self._request_render()
         elif self._surfaces is not None:
-            if field_name in rebuild_fields(layer):
-                self._build_layer(layer)
-            elif field_name in ("visible", "opacity", "colors"):
-                self._surfaces.restyle(layer)
+            self._surfaces.layer_changed(layer, field_name)
 
     def _on_cursor(self, _point: object) -> None:
         if self._clip:

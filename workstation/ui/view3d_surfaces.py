@@ -9,8 +9,10 @@ surface of the base volume.
 key (a layer, or :data:`BRAIN` for the brain surface). :meth:`SurfaceGroups.build` runs a plain
 ``f(*, progress, cancel) -> list[LabelSurface]`` on the key's own
 :class:`~workstation.ui.tasks.TaskRunner` (a newer build of the same key cancels the older one),
-then swaps the group's actors in the renderer when the meshes arrive. Nothing here touches VTK
-off the GUI thread: workers only make ``PolyData``.
+then swaps the group's actors in the renderer when the meshes arrive;
+:meth:`SurfaceGroups.build_layer`, :meth:`~SurfaceGroups.layer_changed` and
+:meth:`~SurfaceGroups.show_brain` apply the layers' and the toolbar's changes. Nothing here
+touches VTK off the GUI thread: workers only make ``PolyData``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from workstation.render.scene3d import (
 from workstation.render.volume3d import brain_surface
 from workstation.ui.tasks import TaskRunner
 
-__all__ = ["BRAIN", "SurfaceGroups", "brain_task", "layer_job", "rebuild_fields"]
+__all__ = [
+    "BRAIN",
+    "SurfaceGroups",
+    "brain_task",
+    "has_surfaces",
+    "layer_job",
+    "rebuild_fields",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +85,7 @@ class SurfaceGroups(QObject):
         self._runners: dict[Hashable, TaskRunner] = {}
         self._stylers: dict[Hashable, Styler] = {}
         self._crop: CrosshairCrop | None = None
+        self._brain_shown = False
 
     def props(self, key: Hashable) -> list[SurfaceProp]:
         """The group's props (empty until its first build lands)."""
@@ -108,6 +118,31 @@ class SurfaceGroups(QObject):
         self._stylers[key] = styler
         self.status.emit(f"3D: building {name}")
         runner.start(task)
+
+    def show_brain(self, volume: Volume, shown: bool) -> None:
+        """Show or hide the brain surface of ``volume`` (built on a worker the first time)."""
+        self._brain_shown = bool(shown)
+        if not shown:
+            for prop in self.props(BRAIN):
+                prop.set_visible(False)
+            self._request_render()
+        elif self.has(BRAIN):
+            self.restyle(BRAIN)
+        elif not self.busy(BRAIN):
+            self.build(BRAIN, partial(brain_task, volume), self._style_brain, BRAIN)
+
+    def build_layer(self, layer: Layer) -> None:
+        """(Re)build the surfaces of a labels or heatmap layer (others have none)."""
+        job = layer_job(layer)
+        if job is not None:
+            self.build(layer, *job, repr(layer.name))
+
+    def layer_changed(self, layer: Layer, field_name: str) -> None:
+        """Rebuild or restyle a layer's surfaces after its ``field_name`` changed."""
+        if field_name in rebuild_fields(layer):
+            self.build_layer(layer)
+        elif field_name in ("visible", "opacity", "colors"):
+            self.restyle(layer)
 
     def restyle(self, key: Hashable) -> None:
         """Apply the key's styler again (the layer's colours, opacity or visibility changed)."""
@@ -162,6 +197,10 @@ class SurfaceGroups(QObject):
         self._request_render()
         self.ready.emit(key)
 
+    def _style_brain(self, props: list[SurfaceProp]) -> None:
+        for prop in props:
+            prop.set_visible(self._brain_shown)
+
     def _failed(self, key: Hashable, name: str, message: str, details: str) -> None:
         self.status.emit("")
         self.failed.emit(f"3D: {name}: {message}", details)
@@ -180,6 +219,11 @@ def _retire(runner: TaskRunner) -> None:
 
 
 # -- what each kind of layer becomes ----------------------------------------------------------
+def has_surfaces(layer: Layer) -> bool:
+    """Whether the 3D view draws ``layer`` as surfaces (labels and heatmap layers)."""
+    return isinstance(layer, (LabelsLayer, HeatmapLayer))
+
+
 def layer_job(layer: Layer) -> tuple[Task, Styler] | None:
     """The worker task (inputs snapshotted now) and the styler of a layer's surfaces; ``None``
     for layers drawn otherwise (images)."""
