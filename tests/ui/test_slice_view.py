@@ -3,11 +3,15 @@ interpolation."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the fixtures' types (conftest modules are not importable by name)
+    from conftest import MarkerSeries
+
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from conftest import MarkerSeries
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication

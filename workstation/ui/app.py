@@ -40,7 +40,9 @@ def run_gui(
     (message on stderr) if loading failed. Otherwise run until the window is closed.
     """
     from workstation.config import demo_study_path
+    from workstation.logs import configure_logging
 
+    logging_setup = configure_logging(level=logging.INFO)  # <home>/logs, PHI masked
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     window = MainWindow(layout=layout)
@@ -81,6 +83,7 @@ def run_gui(
         sys.excepthook = previous_hook
         app.setQuitOnLastWindowClosed(quit_on_close)
         window.deleteLater()
+        logging_setup.close()
     return outcome["code"] if screenshot is not None else int(code)
 
 
