@@ -43,9 +43,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> dict[str, Any]:
     """Commands that live in their own modules (each has ``add_parser`` and ``run``)."""
-    from workstation import cli_bundle, cli_keys, cli_open, cli_pacs
+    from workstation import cli_audit, cli_bundle, cli_deid, cli_keys, cli_open, cli_pacs
 
-    return {"keys": cli_keys, "bundle": cli_bundle, "open": cli_open, "pacs": cli_pacs}
+    return {
+        "keys": cli_keys,
+        "bundle": cli_bundle,
+        "open": cli_open,
+        "pacs": cli_pacs,
+        "audit": cli_audit.audit_command,
+        "results": cli_audit.results_command,
+        "deid": cli_deid,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

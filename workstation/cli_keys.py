@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from workstation.core.errors import WorkstationError
 
 if TYPE_CHECKING:
     from workstation.security.keystore import CiphertextSource, KeyStore
+    from workstation.store import ResultStore
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -148,17 +150,33 @@ def _rotate() -> int:
     store = _open()
     version = store.rotate_data_key()
     versions = ", ".join(str(v) for v in sorted(store.data_keys().keys))
+    rewrapped = 0
+    for results in _result_stores(store):
+        with results:
+            rewrapped += results.rewrap()
     sys.stdout.write(
-        f"data key version {version} is now current (kept: {versions}); existing ciphertexts "
-        "stay readable until they are re-wrapped and the old versions retired\n"
+        f"data key version {version} is now current (kept: {versions}); {rewrapped} stored "
+        "ciphertexts re-wrapped under it; retire the old versions once nothing uses them\n"
     )
     return EXIT_OK
 
 
-def _ciphertext_sources() -> tuple[CiphertextSource, ...]:
-    """The stores holding data-key ciphertexts. None exist yet: the encrypted store (a later
-    issue) is listed here, so ``retire`` refuses while it holds ciphertexts under the version."""
-    return ()
+def _result_stores(keys: KeyStore) -> list[ResultStore]:
+    """The encrypted result store, when one exists (``$WORKSTATION_STORE_URL`` or the default
+    SQLite file under the home): the data-key ciphertexts that rotate and retire must handle."""
+    from workstation.config import paths
+    from workstation.store import ResultStore
+
+    url = os.environ.get("WORKSTATION_STORE_URL")
+    if url is None and not (paths().home / "store" / "results.db").exists():
+        return []
+    return [ResultStore.open(url, keys=keys.data_keys, actor="keys")]
+
+
+def _ciphertext_sources(keys: KeyStore) -> tuple[CiphertextSource, ...]:
+    """The stores holding data-key ciphertexts: ``retire`` refuses while any of them still
+    holds ciphertexts under the version (re-wrap them with ``keys rotate`` first)."""
+    return tuple(_result_stores(keys))
 
 
 def _retire(version: int, *, yes: bool) -> int:
@@ -173,7 +191,12 @@ def _retire(version: int, *, yes: bool) -> int:
         if answer.strip().lower() not in {"y", "yes"}:
             sys.stderr.write("not retired\n")
             return EXIT_FAILURE
-    store.destroy_data_key(version, sources=_ciphertext_sources())
+    sources = _ciphertext_sources(store)
+    try:
+        store.destroy_data_key(version, sources=sources)
+    finally:
+        for source in sources:
+            source.close()  # type: ignore[attr-defined]
     sys.stdout.write(f"data key version {version} destroyed\n")
     return EXIT_OK
 

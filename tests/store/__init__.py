@@ -1,0 +1,1 @@
+"""Tests of workstation.store (a package, so its conftest does not shadow tests/conftest.py)."""
