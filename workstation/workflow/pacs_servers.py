@@ -24,12 +24,10 @@ problem, never the file's contents. A list that cannot be saved raises
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from workstation.config import paths
 from workstation.core.errors import WorkstationError
+from workstation.core.files import write_atomic
 from workstation.workflow.remote import Credentials, PacsServer
 
 __all__ = ["PacsServers", "PacsServersError", "server_key"]
@@ -217,21 +216,9 @@ class PacsServers:
 
     def _replace(self, entries: list[PacsServer]) -> None:
         document = {"version": _FORMAT_VERSION, "servers": [_to_json(s) for s in entries]}
-        folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temporary = tempfile.mkstemp(prefix=".pacs-servers-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(document, stream, indent=1, ensure_ascii=False)
-                stream.write("\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o600)  # mkstemp's mode already; explicit for clarity
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        write_atomic(self.path, text.encode("utf-8"), prefix=".pacs-servers-")
 
 
 def _to_json(server: PacsServer) -> dict[str, Any]:

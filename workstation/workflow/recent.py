@@ -21,11 +21,9 @@ raises :class:`RecentStudiesError` (a :class:`~workstation.core.errors.Workstati
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from urllib.request import url2pathname
 
 from workstation.config import paths
 from workstation.core.errors import WorkstationError
+from workstation.core.files import write_atomic
 
 __all__ = [
     "MAX_ENTRIES",
@@ -229,21 +228,9 @@ class RecentStudies:
             "version": _FORMAT_VERSION,
             "entries": [{"source": s, "opened_at": t} for s, t in records],
         }
-        folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temporary = tempfile.mkstemp(prefix=".recent-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(document, stream, indent=1, ensure_ascii=False)
-                stream.write("\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, 0o600)  # mkstemp's mode already; explicit for clarity
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+        write_atomic(self.path, text.encode("utf-8"), prefix=".recent-")
 
 
 def _records(document: Any) -> list[tuple[str, str]] | None:

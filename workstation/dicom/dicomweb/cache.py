@@ -25,12 +25,12 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from workstation.core.files import write_atomic
 from workstation.security.aead import DataKeyRing, decrypt, encrypt
 from workstation.security.errors import DecryptionError
 
@@ -236,14 +236,7 @@ class InstanceCache:
     def _write(self, path: Path, kind: str, record: str, data: bytes) -> None:
         blob = encrypt(self._keys, data, kind=kind, record_id=record)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temporary = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(blob)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(path, blob, prefix=_TMP_PREFIX, durable=False)
         with self._lock:
             self._add_locked(path, len(blob))
             victims = self._evict_locked(keep=path)

@@ -12,12 +12,12 @@ fetch with their :class:`DicomwebError`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workstation.core.files import write_atomic
 from workstation.core.tasks import CancelToken, ProgressFn, check_cancel, throttled
 from workstation.dicom.dicomweb.client import DicomwebClient
 from workstation.dicom.dicomweb.errors import (
@@ -194,11 +194,4 @@ def _run(
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=".part-", suffix=".dcm", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data, prefix=".part-", durable=False)
