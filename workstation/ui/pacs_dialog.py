@@ -8,7 +8,7 @@
 
 The server comes from :class:`~workstation.ui.pacs_server_form.ServerForm` (saved servers,
 "New…", a password kept in memory only). Searching snapshots the server and the filters on the
-GUI thread and runs the query (:mod:`~workstation.ui.pacs_search`) on a worker
+GUI thread and runs the query (:mod:`~workstation.workflow.pacs_search`) on a worker
 (:class:`~workstation.ui.tasks.TaskRunner`, newest wins) with a busy bar and Cancel; the studies
 fill a :class:`~workstation.ui.pacs_results.ResultsTree` a page (:attr:`PacsDialog.page_size`)
 at a time, "Load more" asks for the next page. Expanding a study lists its series on a worker
@@ -40,9 +40,9 @@ from PySide6.QtWidgets import (
 
 from workstation.dicom.dicomweb import SeriesRecord, StudyRecord
 from workstation.ui.pacs_results import ResultsTree
-from workstation.ui.pacs_search import StudyQuery, list_series, search_page
 from workstation.ui.pacs_server_form import ServerForm
 from workstation.ui.tasks import TaskRunner
+from workstation.workflow.pacs_search import StudyQuery, list_series, search_page
 from workstation.workflow.pacs_servers import PacsServers
 from workstation.workflow.remote import PacsServer, RemoteSeries
 
