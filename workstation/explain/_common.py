@@ -14,8 +14,7 @@ A *target* turns the model output into one score per sample, shape ``(N,)``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,18 +89,6 @@ def scores(model: torch.nn.Module, target: Target) -> Callable[[torch.Tensor], t
         return out
 
     return forward
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block; every module's own flag is restored after."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def prepare_input(model: torch.nn.Module, tensor: Any) -> torch.Tensor:

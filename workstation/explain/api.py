@@ -20,7 +20,6 @@ from workstation.core.volume import Volume
 from workstation.explain._common import (
     ExplainError,
     Target,
-    eval_mode,
     layer_name,
     prepare_input,
     resolve_layer,
@@ -29,6 +28,7 @@ from workstation.explain._common import (
 from workstation.explain.attribution import baseline_like, integrated_gradients, occlusion
 from workstation.explain.faithfulness import Faithfulness, deletion_insertion, pointing_game
 from workstation.explain.gradcam import gradcam
+from workstation.inference.modes import eval_mode
 
 if TYPE_CHECKING:
     import torch

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workstation.core.tasks import CancelToken, ProgressFn, check_cancel, throttled
-from workstation.explain._common import ExplainError, Target, eval_mode, prepare_input, scores
+from workstation.explain._common import ExplainError, Target, prepare_input, scores
+from workstation.inference.modes import eval_mode
 
 if TYPE_CHECKING:
     import torch

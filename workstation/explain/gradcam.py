@@ -18,11 +18,11 @@ from workstation.core.tasks import CancelToken, ProgressFn, check_cancel, thrott
 from workstation.explain._common import (
     ExplainError,
     Target,
-    eval_mode,
     prepare_input,
     resolve_layer,
     scores,
 )
+from workstation.inference.modes import eval_mode
 
 if TYPE_CHECKING:
     import torch

@@ -33,6 +33,7 @@ from workstation.inference.device import (
     empty_cache,
     is_out_of_memory,
 )
+from workstation.inference.modes import eval_mode
 from workstation.inference.preprocess import InputSpec, Prepared, preprocess, to_original
 from workstation.inference.qc import TrainingStats, preflight_qc
 from workstation.inference.sliding_window import WindowRun, sliding_window_inference
@@ -83,19 +84,6 @@ def _provenance(
         "source_series_uid": volume.metadata.get("series_uid"),
         **extra,
     }
-
-
-class _EvalMode:
-    """Puts a model in eval mode and restores its ``training`` flag on exit."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
 
 
 def run_segmentation(
@@ -160,7 +148,7 @@ def run_segmentation(
     def window_progress(done: int, total: int, message: str = "") -> None:
         report(done, total + 1, message)
 
-    with _EvalMode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         logits = sliding_window_inference(
             inputs,
             model,
@@ -309,7 +297,7 @@ def run_classification(
         array = _fit(array, patch_size, prepared.pad_value)
     check_cancel(cancel)
     report(2, 3, "classifying")
-    with _EvalMode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         logits, ran_on, messages = _classify(
             model, torch.from_numpy(np.ascontiguousarray(array))[None, None], choice, amp
         )
