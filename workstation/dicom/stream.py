@@ -104,13 +104,18 @@ class SeriesStream:
         self._lock = threading.Lock()
 
     # -- consumer side ------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[int]:
+    def _begin(self) -> int:
+        """Mark the stream as iterated (a stream is iterated once), report 0 of N; N."""
         if self._iterated:
             raise RuntimeError("a SeriesStream can be iterated once")
         self._iterated = True
-        slices = self.series.stack.slices
-        total = len(slices)
+        total = len(self.series.stack.slices)
         self._progress(0, total, "loading slices")
+        return total
+
+    def __iter__(self) -> Iterator[int]:
+        total = self._begin()
+        slices = self.series.stack.slices
         # The slice a viewer shows first is loaded here, before anything else starts.
         first, rest = self.order[0], self.order[1:]
         done = 0

@@ -128,12 +128,8 @@ class DicomwebSeriesStream(SeriesStream):
 
     # -- consumer side ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[int]:
-        if self._iterated:
-            raise RuntimeError("a SeriesStream can be iterated once")
-        self._iterated = True
+        total = self._begin()
         slices = self.series.stack.slices
-        total = len(slices)
-        self._progress(0, total, "loading slices")
         # Instances in the order their first slice is wanted: the middle one first.
         order = list(dict.fromkeys(slices[k].sop_instance_uid for k in self.order))
         first, rest = order[0], order[1:]
