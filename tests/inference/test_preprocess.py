@@ -165,3 +165,28 @@ def test_spacing_in_orientation_follows_the_axes() -> None:
     volume = Volume(np.zeros((2, 2, 2)), spacing=(3.0, 1.0, 2.0), direction=direction)
     assert spacing_in_orientation(volume, "RAS") == (1.0, 2.0, 3.0)
     assert spacing_in_orientation(volume, "SAR") == (3.0, 2.0, 1.0)
+
+
+def test_the_model_bundles_input_section_is_understood() -> None:
+    """The demonstration bundles name spacing_mm / size_multiple / intensity_normalisation and
+    describe their z-score by its reference function: background scaled, not zeroed."""
+    import json
+    from pathlib import Path
+
+    manifest = Path(__file__).resolve().parents[2] / "resources/models/demo-lesion-seg"
+    section = json.loads((manifest / "manifest.json").read_text(encoding="utf-8"))["input"]
+    spec = InputSpec.from_manifest(section)
+    assert spec.spacing == (2.0, 2.0, 2.0) and spec.divisor == 8 and spec.orientation == "LPS"
+    assert spec.normalisation == Normalisation("zscore", "nonzero", outside="scaled")
+
+
+def test_a_scaled_background_matches_the_training_normalisation() -> None:
+    from workstation.inference.synthetic import zscore_in_brain
+
+    rng = np.random.default_rng(3)
+    data = np.where(rng.random((6, 7, 8)) < 0.5, 0.0, rng.uniform(10, 20, (6, 7, 8)))
+    ours = normalise(data, Normalisation("zscore", "nonzero", outside="scaled"))
+    assert np.allclose(ours, zscore_in_brain(data), atol=1e-5)
+    assert (ours[data == 0] < 0).all()  # zeroed would leave the brain mean there
+    with pytest.raises(ValueError, match="outside"):
+        Normalisation("zscore", outside="mean")

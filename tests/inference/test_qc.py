@@ -71,3 +71,18 @@ def test_oblique_volume_is_flagged() -> None:
 
 def test_without_stats_only_modality_and_obliquity_are_checked() -> None:
     assert preflight_qc(mr_volume(spacing=(9.0, 9.0, 9.0)), SPEC) == []
+
+
+def test_normalised_intensity_qc_compares_the_histogram_shape() -> None:
+    from workstation.inference.qc import normalised_intensity_qc
+
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((20, 20, 20)).astype(np.float32)
+    inside = np.ones(values.shape, dtype=bool)
+    reference = {5.0: -1.645, 50.0: 0.0, 95.0: 1.645}
+    assert normalised_intensity_qc(values, inside, reference) == []
+    skewed = np.exp(values)  # a very different shape
+    skewed = (skewed - skewed.mean()) / skewed.std()
+    warnings = normalised_intensity_qc(skewed, inside, reference)
+    assert warnings and all(w.startswith("out of distribution") for w in warnings)
+    assert normalised_intensity_qc(values, ~inside, reference)  # nothing to compare

@@ -25,6 +25,7 @@ from workstation.inference.device import InferenceError
 __all__ = ["InputSpec", "Normalisation", "Prepared", "normalise", "preprocess", "to_original"]
 
 _METHODS = ("zscore", "percentile", "clip", "none")
+_ZSCORE_IN_BRAIN = "workstation.inference.synthetic.zscore_in_brain"
 _AXES = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}
 
 
@@ -33,7 +34,9 @@ class Normalisation:
     """Intensity normalisation of a model's input.
 
     ``zscore``: subtract the mean and divide by the standard deviation computed inside ``mask``
-    (``"nonzero"``: voxels ≠ 0, which are left at 0 outside; ``"all"``: every voxel).
+    (``"nonzero"``: voxels ≠ 0; ``"all"``: every voxel). Outside a ``"nonzero"`` mask voxels are
+    left at 0 (``outside="zero"``) or scaled like the rest (``outside="scaled"``: the background
+    becomes ``-mean / std``, as the demonstration models were trained).
     ``percentile``: clip to the ``low``-th / ``high``-th percentiles and scale to [0, 1].
     ``clip``: clip to the absolute values ``low`` / ``high`` (e.g. HU) and scale to [0, 1].
     """
@@ -42,8 +45,11 @@ class Normalisation:
     mask: str = "nonzero"
     low: float = 1.0
     high: float = 99.0
+    outside: str = "zero"
 
     def __post_init__(self) -> None:
+        if self.outside not in ("zero", "scaled"):
+            raise ValueError(f"unknown 'outside' {self.outside!r}; use 'zero' or 'scaled'")
         if self.method not in _METHODS:
             raise ValueError(f"unknown normalisation {self.method!r}; use one of {_METHODS}")
         if self.mask not in ("nonzero", "all"):
@@ -53,11 +59,18 @@ class Normalisation:
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any] | str | None) -> Normalisation:
-        """From ``{"method": "zscore", "mask": "nonzero"}`` / ``{"method": "percentile", ...}``."""
+        """From ``{"method": "zscore", "mask": "nonzero"}`` / ``{"method": "percentile", ...}``.
+
+        A section naming ``"reference": "workstation.inference.synthetic.zscore_in_brain"`` (the
+        demonstration models' bundles, which describe the mask in words) means a z-score over
+        the voxels > 0 with the background scaled too.
+        """
         if data is None:
             return cls(method="none")
         if isinstance(data, str):
             data = {"method": data}
+        if data.get("reference") == _ZSCORE_IN_BRAIN:
+            return cls(method="zscore", mask="nonzero", outside="scaled")
         method = str(data.get("method", "zscore")).lower()
         if method == "clip" and ("low" not in data or "high" not in data):
             raise ValueError("'clip' normalisation needs absolute 'low' and 'high' values")
@@ -66,6 +79,7 @@ class Normalisation:
             mask=str(data.get("mask", "nonzero")),
             low=float(data.get("low", cls.low)),
             high=float(data.get("high", cls.high)),
+            outside=str(data.get("outside", "zero")),
         )
 
 
@@ -109,16 +123,22 @@ class InputSpec:
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any]) -> InputSpec:
-        """Build from a manifest's ``"input"`` section (unknown keys are ignored)."""
-        spacing = data.get("spacing")
+        """Build from a manifest's ``"input"`` section (unknown keys are ignored).
+
+        ``spacing_mm``, ``size_multiple`` and ``intensity_normalisation`` (the model bundles'
+        names) are read as ``spacing``, ``divisor`` and ``normalisation``.
+        """
+        spacing = data.get("spacing", data.get("spacing_mm"))
         if isinstance(spacing, (int, float)):
             spacing = (spacing,) * 3
         return cls(
             modality=data.get("modality"),
             orientation=str(data.get("orientation", "RAS")),
             spacing=None if spacing is None else tuple(spacing),  # type: ignore[arg-type]
-            normalisation=Normalisation.from_manifest(data.get("normalisation")),
-            divisor=int(data.get("divisor", 1)),
+            normalisation=Normalisation.from_manifest(
+                data.get("normalisation", data.get("intensity_normalisation"))
+            ),
+            divisor=int(data.get("divisor", data.get("size_multiple", 1))),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,7 +148,13 @@ class InputSpec:
             "modality": self.modality,
             "orientation": self.orientation,
             "spacing": None if self.spacing is None else list(self.spacing),
-            "normalisation": {"method": n.method, "mask": n.mask, "low": n.low, "high": n.high},
+            "normalisation": {
+                "method": n.method,
+                "mask": n.mask,
+                "low": n.low,
+                "high": n.high,
+                "outside": n.outside,
+            },
             "divisor": self.divisor,
         }
 
@@ -206,7 +232,7 @@ def normalise(array: np.ndarray, norm: Normalisation) -> np.ndarray:
         values = data[mask].astype(np.float64)
         mean, std = float(values.mean()), float(values.std())
         out = (data - np.float32(mean)) / np.float32(max(std, 1e-8))
-        if norm.mask == "nonzero":
+        if norm.mask == "nonzero" and norm.outside == "zero":
             out[~mask] = 0.0
         return out.astype(np.float32, copy=False)
     if norm.method == "percentile":
@@ -235,8 +261,9 @@ def preprocess(volume: Volume, spec: InputSpec) -> Prepared:
     raw = Volume.from_sitk(image)
     data = normalise(raw.array, spec.normalisation)
     n = spec.normalisation
-    # Pad with the normalised background: 0 outside a nonzero mask, else the darkest voxel.
-    pad_value = 0.0 if (n.method == "zscore" and n.mask == "nonzero") else float(data.min())
+    # Pad with the normalised background: 0 outside a zeroed nonzero mask, else the darkest voxel.
+    zeroed = n.method == "zscore" and n.mask == "nonzero" and n.outside == "zero"
+    pad_value = 0.0 if zeroed else float(data.min())
     padded, crop = _pad_to_divisor(data, int(spec.divisor), pad_value)
     grid = raw.with_array(data, metadata={"normalisation": n.method})
     return Prepared(np.ascontiguousarray(padded), grid, crop, volume, pad_value)

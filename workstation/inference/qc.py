@@ -19,7 +19,7 @@ import numpy as np
 from workstation.core.volume import Volume
 from workstation.inference.preprocess import InputSpec, spacing_in_orientation
 
-__all__ = ["TrainingStats", "obliquity_degrees", "preflight_qc"]
+__all__ = ["TrainingStats", "normalised_intensity_qc", "obliquity_degrees", "preflight_qc"]
 
 _MAX_SAMPLES = 2_000_000
 
@@ -156,3 +156,32 @@ def preflight_qc(volume: Volume, spec: InputSpec, stats: TrainingStats | None = 
                     f"{theirs:.4g} (allowed ±{stats.intensity_tolerance * scale:.3g})"
                 )
     return warnings
+
+
+def normalised_intensity_qc(
+    normalised: np.ndarray,
+    inside: np.ndarray,
+    percentiles: Mapping[float, float],
+    *,
+    tolerance: float = 0.25,
+) -> list[str]:
+    """Warnings where the model input's in-brain intensity histogram differs from training.
+
+    ``normalised`` is the preprocessed input, ``inside`` the voxels the training statistics
+    were taken over (e.g. the brain), ``percentiles`` the training values ``{q: value}``. After
+    a z-score the mean and spread always match, so this compares the histogram's *shape*: a
+    CT, a T2 or a volume with a skull differs at the tails.
+    """
+    values = np.asarray(normalised)[np.asarray(inside, dtype=bool)]
+    if values.size == 0:
+        return ["out of distribution: no voxels inside the brain mask to compare intensities"]
+    qs = sorted(percentiles)
+    ref = np.asarray([percentiles[q] for q in qs])
+    ours = _percentiles(values, qs)
+    allowed = tolerance * max(float(ref.max() - ref.min()), 1e-6)
+    return [
+        f"out of distribution: normalised brain intensity {q:g}th percentile {mine:.3g}, "
+        f"training {theirs:.3g} (allowed ±{allowed:.2g})"
+        for q, theirs, mine in zip(qs, ref, ours, strict=True)
+        if abs(mine - theirs) > allowed
+    ]
