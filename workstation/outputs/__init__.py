@@ -1,0 +1,1 @@
+"""Results written in exchange formats: DICOM SEG/SR/parametric map, NIfTI, FHIR."""
