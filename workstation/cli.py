@@ -43,7 +43,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> dict[str, Any]:
     """Commands that live in their own modules (each has ``add_parser`` and ``run``)."""
-    from workstation import cli_audit, cli_bundle, cli_deid, cli_keys, cli_open, cli_pacs
+    from workstation import (
+        cli_analyze,
+        cli_audit,
+        cli_bundle,
+        cli_deid,
+        cli_keys,
+        cli_open,
+        cli_pacs,
+    )
 
     return {
         "keys": cli_keys,
@@ -53,6 +61,7 @@ def _command_modules() -> dict[str, Any]:
         "audit": cli_audit.audit_command,
         "results": cli_audit.results_command,
         "deid": cli_deid,
+        "analyze": cli_analyze,
     }
 
 

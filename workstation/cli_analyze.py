@@ -1,0 +1,177 @@
+"""``workstation analyze``: run a verified model on one study, explain it, save and export it.
+
+::
+
+    workstation analyze PATH [--series UID] --model NAME [--explain gradcam|ig|occlusion|none]
+                        [--confirm-with MODEL] [--truth MASK.nii.gz] --out DIR [--json]
+                        [--no-store] [--device auto|cpu|cuda]
+
+The model is verified from its signed bundle before use. The result is saved encrypted in the
+result store (audited; the key store must be unlocked: ``$WORKSTATION_PASSPHRASE`` or a keyring
+key store; ``--no-store`` skips it) and written to ``DIR`` (see
+:mod:`workstation.workflow.analysis_outputs`: DICOM SEG, SR and parametric map, NIfTI, FHIR,
+``summary.json``). ``--truth`` is a known lesion mask on the series' grid (synthetic data): the
+explanation's pointing game is scored against it and Dice is reported.
+
+Exit codes: 0 done, 1 failed (nothing half written: files are replaced atomically, the store
+commits in one transaction), 2 usage. ``--json`` prints ``summary.json`` plus ``result_id``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add the ``analyze`` command to the top-level subparsers."""
+    p = commands.add_parser(
+        "analyze",
+        help="run a model on a study: findings, explanation, SEG/SR/FHIR (demonstration models)",
+        description="Run a verified model on one series, explain its top finding, save the "
+        "result encrypted and write DICOM SEG/SR/parametric map, NIfTI and FHIR into DIR.",
+    )
+    add = p.add_argument
+    add("path", metavar="PATH", help="a folder or file of DICOM")
+    add("--series", metavar="UID", help="the series to analyse (default: the only / largest)")
+    add("--model", required=True, help="model name, name@version or a .mwb bundle")
+    add(
+        "--explain",
+        default="gradcam",
+        choices=("gradcam", "ig", "occlusion", "none"),
+        help="explanation method (default gradcam)",
+    )
+    add("--confirm-with", metavar="MODEL", help="a classifier that confirms each candidate")
+    add("--truth", metavar="MASK", help="known lesion mask (.nii/.nii.gz) on the series' grid")
+    add("--out", metavar="DIR", required=True, help="folder for the output files")
+    add("--device", default="auto", help="auto (CUDA when present), cuda, mps or cpu")
+    add("--no-store", action="store_true", help="do not save into the encrypted result store")
+    add("--json", action="store_true", help="print the summary as JSON")
+
+
+def _largest_series(path: str) -> str:
+    from workstation.dicom import scan
+
+    catalog = scan(path)
+    if not catalog.series:
+        from workstation.dicom import SeriesNotFoundError
+
+        raise SeriesNotFoundError(f"no loadable DICOM series under {path}")
+    return max(catalog.series, key=lambda s: s.slice_count).uid
+
+
+def _truth(path: str | None, volume: Any) -> Any:
+    if path is None:
+        return None
+    import numpy as np
+
+    from workstation.outputs.nifti import read_nifti
+
+    mask = read_nifti(path)
+    if mask.shape != volume.shape or not np.allclose(mask.affine, volume.affine, atol=1e-3):
+        raise ValueError(f"--truth {path} is not on the series' voxel grid")
+    return np.asarray(mask.array) > 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``workstation analyze``; returns the exit code."""
+    from workstation.cli_format import ProgressBar
+    from workstation.dicom import load_series
+    from workstation.workflow.analysis_outputs import source_headers, write_outputs
+    from workstation.workflow.analyze import AnalysisRequest, analyze
+
+    if not Path(args.path).exists():
+        sys.stderr.write(f"workstation analyze: error: {args.path} does not exist\n")
+        return EXIT_USAGE
+    series_uid = args.series or _largest_series(args.path)
+    volume = load_series(args.path, series_uid, progress=ProgressBar())
+    try:
+        truth = _truth(args.truth, volume)
+    except ValueError as e:
+        sys.stderr.write(f"workstation analyze: error: {e}\n")
+        return EXIT_USAGE
+    request = AnalysisRequest(
+        model=args.model,
+        explain=None if args.explain == "none" else args.explain,
+        confirm_with=args.confirm_with,
+        device=args.device,
+        truth=truth,
+    )
+    analysis = analyze(volume, request, progress=ProgressBar())
+    result_id = None
+    notes = []
+    if not args.no_store:
+        from workstation.workflow.analysis_store import save_analysis
+
+        result_id = save_analysis(analysis)
+    try:
+        headers = source_headers(args.path, series_uid, volume)
+    except ValueError as e:
+        headers = None
+        notes.append(f"no DICOM SEG/SR/parametric map: {e}")
+    written = write_outputs(analysis, args.out, source=headers, result_id=result_id)
+    summary = json.loads(written["summary"].read_text(encoding="utf-8"))
+    summary["notes"] = notes + summary.get("notes", [])
+    if truth is not None and analysis.labels is not None:
+        summary["truth"] = _against_truth(analysis, truth)
+    written["summary"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(_table(summary, args.out))
+    return EXIT_OK
+
+
+def _against_truth(analysis: Any, truth: Any) -> dict[str, Any]:
+    import numpy as np
+
+    predicted = np.asarray(analysis.labels.array) > 0
+    overlap = int((predicted & truth).sum())
+    total = int(predicted.sum() + truth.sum())
+    voxel_ml = float(np.prod(analysis.source.spacing)) / 1000.0
+    return {
+        "dice": round(2 * overlap / total, 4) if total else 1.0,
+        "truth_volume_ml": round(float(truth.sum()) * voxel_ml, 3),
+        "found_volume_ml": round(float(predicted.sum()) * voxel_ml, 3),
+    }
+
+
+def _table(summary: dict[str, Any], out: str) -> str:
+    model = summary["model"]
+    lines = [f"{model['name']} {model['version']} — {model['disclaimer']}"]
+    findings = summary["findings"]
+    if not findings:
+        lines.append("No finding.")
+    for f in findings:
+        volume = "" if f["volume_ml"] is None else f"  {f['volume_ml']:7.2f} mL"
+        centre = ", ".join(f"{c:.0f}" for c in f["centroid_lps_mm"])
+        lines.append(f"  {f['name']:<24}{volume}  confidence {f['confidence']:.2f}  LPS ({centre})")
+    if summary["rejected_candidates"]:
+        lines.append(f"  ({len(summary['rejected_candidates'])} candidates rejected)")
+    if summary.get("lesion_probability") is not None:
+        lines.append(f"Lesion probability (study): {summary['lesion_probability']:.2f}")
+    explanation = summary.get("explanation")
+    if explanation and explanation.get("faithfulness"):
+        f = explanation["faithfulness"]
+        pointing = f.get("pointing_game")
+        lines.append(
+            f"Explanation {explanation['method']} ({explanation['seconds']:.2f} s): deletion AUC "
+            f"{f['deletion_auc']:.3f} (random {f['deletion_auc_random']:.3f}), insertion AUC "
+            f"{f['insertion_auc']:.3f} (random {f['insertion_auc_random']:.3f})"
+            + ("" if pointing is None else f", pointing game {'hit' if pointing else 'miss'}")
+        )
+    if "truth" in summary:
+        t = summary["truth"]
+        lines.append(f"Against the truth: Dice {t['dice']:.2f}, {t['truth_volume_ml']:.2f} mL true")
+    lines.extend(f"QC: {w}" for w in summary["warnings"])
+    lines.extend(f"Note: {n}" for n in summary.get("notes", []))
+    if summary.get("result_id"):
+        lines.append(f"Saved encrypted as result {summary['result_id']}")
+    lines.append(f"Files in {out}: {', '.join(sorted(summary['files'].values()))}")
+    return "\n".join(lines) + "\n"
