@@ -37,6 +37,7 @@ from workstation.render import (
     dicom_window,
     presets_for,
 )
+from workstation.ui.analyze_panel import AnalyzePanel
 from workstation.ui.browser import StudyBrowser, local_paths, series_source
 from workstation.ui.layer_panel import LayerPanel
 from workstation.ui.slice_view import SliceView
@@ -127,6 +128,12 @@ class MainWindow(QMainWindow):
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self._on_cancelled)
         self.study_view.events.changed.connect(self._layer_changed)
+        self.analyze_panel = AnalyzePanel(self.study_view, is_busy=lambda: self.loading)
+        self.analyze_dock = self._dock("Analyze", "analyze-dock", self.analyze_panel)
+        self.tabifyDockWidget(self.layers_dock, self.analyze_dock)  # views keep their size
+        self.layers_dock.raise_()
+        for signal in (self.loaded, self.load_failed, self.load_cancelled):
+            signal.connect(lambda *_: self.analyze_panel.refresh())
         self.actions_ = WindowActions(self)
         self.presets = self.actions_.presets
 
@@ -331,6 +338,7 @@ class MainWindow(QMainWindow):
         self.runner.shutdown()
         self.browser.shutdown()
         self.actions_.shutdown()
+        self.analyze_panel.shutdown()
         self.study_view.events.changed.disconnect(self._layer_changed)
         self.layer_panel.detach()
         self.grid.detach()

@@ -126,6 +126,10 @@ class WindowActions(QObject):
             view_menu.addAction(dock.toggleViewAction())
         layers_menu = bar.addMenu("&Layers")
         layers_menu.addAction(self.tissue)
+        analyze_menu = bar.addMenu("&Analyze")
+        panel = window.analyze_dock
+        analyze_menu.addAction("Show the &Analyze panel", lambda: (panel.show(), panel.raise_()))
+        analyze_menu.addAction("&Run analysis", window.analyze_panel.run)
 
     # -- studies --------------------------------------------------------------------------------
     def remember(self, source: str | os.PathLike[str] | list[str]) -> None:
