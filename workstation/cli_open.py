@@ -49,6 +49,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="cut the 3D view at the crosshair (the octant facing the camera)",
     )
+    command.add_argument(
+        "--analyze",
+        metavar="MODEL",
+        help="run this verified model (e.g. demo-lesion-seg) on the series once it has loaded",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         tissue=args.tissue_labels,
         clip_3d=args.clip_3d,
+        analyze=args.analyze,
     )
 
 
@@ -69,6 +75,7 @@ def open_gui(
     layout: str = "2x2",
     tissue: bool = False,
     clip_3d: bool = False,
+    analyze: str | None = None,
 ) -> int:
     """Open the viewer on ``path`` (``None``: the bundled demo study)."""
     if layout not in LAYOUTS:
@@ -79,4 +86,6 @@ def open_gui(
     except ImportError as error:
         sys.stderr.write(f"error: the viewer needs PySide6 ({error}); pip install PySide6\n")
         return EXIT_FAILURE
-    return run_gui(path, screenshot=screenshot, layout=layout, tissue=tissue, clip_3d=clip_3d)
+    return run_gui(
+        path, screenshot=screenshot, layout=layout, tissue=tissue, clip_3d=clip_3d, analyze=analyze
+    )

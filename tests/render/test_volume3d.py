@@ -73,8 +73,10 @@ def test_presets_are_valid_and_mr_scales_to_the_volume(demo_brain: Volume) -> No
         assert np.all(np.diff(tf.points) > 0)
         opacity = tf.opacity()
         assert len(opacity) < 256 and opacity.min() >= 0.0 and opacity.max() <= 1.0
-        assert opacity[0] == 0.0 and opacity.max() > 0.3
+        assert opacity[0] == 0.0 and opacity.max() > (0.05 if "glass" in name else 0.3)
     mr = transfer_function("MR brain", demo_brain)
+    glass = transfer_function("MR glass", demo_brain)
+    assert glass.points == mr.points and glass.opacity().max() <= 0.1 * mr.opacity().max() + 1e-9
     foreground = demo_brain.array[demo_brain.array > 0]
     assert foreground.min() <= mr.clim[0] < mr.clim[1] <= foreground.max()
     doubled = transfer_function("MR brain", demo_brain.with_array(demo_brain.array * 2))

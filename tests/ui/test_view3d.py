@@ -165,10 +165,14 @@ def test_label_layers_become_surfaces_that_follow_the_layer(
     layer.visible = False
     assert not any(p.visible for p in props)
     layer.visible = True
-    layer.opacity = 0.3
+    layer.opacity = 0.9
     assert all(
-        p.visible and p.actor.GetProperty().GetOpacity() == pytest.approx(0.3) for p in props
+        p.visible and p.actor.GetProperty().GetOpacity() == pytest.approx(0.9) for p in props
     )
+    layer.opacity = 0.3  # a light 2D fill stays visible inside the volume in 3D
+    assert all(p.actor.GetProperty().GetOpacity() == pytest.approx(0.8) for p in props)
+    layer.opacity = 0.0
+    assert all(p.actor.GetProperty().GetOpacity() == 0.0 for p in props)
     layer.colors = {1: (0, 0, 255, 255)}
     assert props[0].actor.GetProperty().GetColor() == pytest.approx((0.0, 0.0, 1.0))
     view.set_clip_to_crosshair(True)

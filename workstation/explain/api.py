@@ -147,6 +147,7 @@ def explain(
                 n_random=faithfulness_random,
                 seed=faithfulness_seed,
                 squash=squash,
+                progress=progress,
                 cancel=cancel,
             )
     if lesion_mask is not None:

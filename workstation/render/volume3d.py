@@ -99,11 +99,16 @@ class TransferFunction:
 # the foreground (value > 0) intensity percentiles, resolved per volume: (percentile, opacity).
 #   MR brain: transparent below the 5th percentile (noise, CSF edge), 0.05 at the 40th
 #             (grey matter), 0.3 at the 90th (white matter), 0.6 at the 99.5th; "bone" grey map.
+#   MR glass: the same points at a tenth of the opacity: the brain as a see-through context for
+#             findings and label surfaces inside it (which MR brain would hide).
 #   CT bone:  transparent to 150 HU, 0.15 at 300 HU (cancellous), 0.6 at 700 HU, 0.85 at
 #             1500 HU (cortical), 0.9 at 3000 HU; "bone" map.
 #   CT skin:  transparent to -600 HU (air), 0.3 at -300 HU (skin/fat edge), 0.5 from -100 HU
 #             on; "copper" map, so the skin surface reads as a solid shell.
-_MR_PERCENTILES = {"MR brain": ((5.0, 40.0, 90.0, 99.5), (0.0, 0.05, 0.3, 0.6), "bone")}
+_MR_PERCENTILES = {
+    "MR brain": ((5.0, 40.0, 90.0, 99.5), (0.0, 0.05, 0.3, 0.6), "bone"),
+    "MR glass": ((5.0, 40.0, 90.0, 99.5), (0.0, 0.005, 0.03, 0.06), "bone"),
+}
 TRANSFER_PRESETS: dict[str, TransferFunction] = {
     "CT bone": TransferFunction(
         "CT bone",
@@ -115,7 +120,7 @@ TRANSFER_PRESETS: dict[str, TransferFunction] = {
         "CT skin", (-1000.0, -600.0, -300.0, -100.0, 3000.0), (0.0, 0.0, 0.3, 0.5, 0.5), "copper"
     ),
 }
-PRESET_NAMES = ("MR brain", "CT bone", "CT skin")
+PRESET_NAMES = ("MR brain", "MR glass", "CT bone", "CT skin")
 
 
 def transfer_function(name: str, volume: Volume | None = None) -> TransferFunction:

@@ -29,12 +29,15 @@ def run_gui(
     layout: str = "2x2",
     tissue: bool = False,
     clip_3d: bool = False,
+    analyze: str | None = None,
     size: tuple[int, int] = (1400, 900),
 ) -> int:
     """Show the main window, then load ``path`` (default: the bundled demo study).
 
     ``tissue`` adds the demo template's tissue labels as a layer once the series has loaded;
-    ``clip_3d`` cuts the 3D view at the crosshair (the octant facing the camera).
+    ``clip_3d`` cuts the 3D view at the crosshair (the octant facing the camera); ``analyze``
+    runs that model from the Analyze panel once the series has loaded and moves the crosshair to
+    its top finding.
     With ``screenshot``, save the window as PNG once the series has loaded, the requested layers
     are in and the views (the 3D view included, when it runs) have drawn, and return 0; return 1
     (message on stderr) if loading failed. Otherwise run until the window is closed.
@@ -67,12 +70,16 @@ def run_gui(
         window.grid.view3d_ready.connect(
             lambda view: view is not None and view.set_clip_to_crosshair(True)
         )
+    if analyze:
+        _analyze_when_loaded(window, analyze)
     quit_on_close = app.quitOnLastWindowClosed()
     if screenshot is not None:
         # finish() exits the loop itself; a "last window closed" quit would be left pending and
         # end the next event loop of this process at once (tests run several in one process).
         app.setQuitOnLastWindowClosed(False)
-        _ScreenshotWhenReady(window, screenshot, tissue=tissue, finish=finish)
+        _ScreenshotWhenReady(
+            window, screenshot, tissue=tissue, analysis=bool(analyze), finish=finish
+        )
 
     QTimer.singleShot(0, lambda: window.open(source))
     previous_hook = sys.excepthook
@@ -91,7 +98,9 @@ class _ScreenshotWhenReady(QObject):
     """Saves the window once everything asked for is on screen: the series, the tissue layer,
     the 3D scene (when the layout shows one and it could start)."""
 
-    def __init__(self, window: MainWindow, target: str, *, tissue: bool, finish: Any) -> None:
+    def __init__(
+        self, window: MainWindow, target: str, *, tissue: bool, analysis: bool, finish: Any
+    ) -> None:
         super().__init__(window)
         self.window, self.target, self.finish = window, target, finish
         self.waiting = {"series", "3d"} if window.grid.shows_3d else {"series"}
@@ -99,6 +108,12 @@ class _ScreenshotWhenReady(QObject):
             self.waiting.add("tissue")
             if window.grid.shows_3d:
                 self.waiting.add("tissue 3d")
+        if analysis:
+            self.waiting.add("analysis")
+            if window.grid.shows_3d:
+                self.waiting.add("findings 3d")
+            window.analyze_panel.shown.connect(lambda _a: self._done("analysis"))
+            window.analyze_panel.stopped.connect(lambda why: self._fail(f"analysis: {why}"))
         window.loaded.connect(lambda _volume: self._done("series"))
         window.load_failed.connect(lambda message: self._fail(message))
         window.load_cancelled.connect(lambda: self._fail("loading was cancelled"))
@@ -117,13 +132,17 @@ class _ScreenshotWhenReady(QObject):
         if view is None:  # no OpenGL display: the cell explains; the 2D views are the picture
             self._done("3d")
             self._done("tissue 3d")
+            self._done("findings 3d")
         else:
             view.scene_ready.connect(lambda: self._done("3d"))  # type: ignore[attr-defined]
             view.surfaces_ready.connect(self._surfaces_ready)  # type: ignore[attr-defined]
 
     def _surfaces_ready(self, key: object) -> None:
-        if getattr(key, "name", None) == TISSUE_LAYER_NAME:
+        name = str(getattr(key, "name", ""))
+        if name == TISSUE_LAYER_NAME:
             self._done("tissue 3d")
+        elif name.startswith("Findings ("):
+            self._done("findings 3d")
 
     def _done(self, what: str) -> None:
         self.waiting.discard(what)
@@ -134,6 +153,23 @@ class _ScreenshotWhenReady(QObject):
     def _fail(self, message: str) -> None:
         sys.stderr.write(f"error: {message}; no screenshot taken\n")
         self.finish(1)
+
+
+def _analyze_when_loaded(window: MainWindow, model: str) -> None:
+    """Run ``model`` from the Analyze panel and put the crosshair on its top finding."""
+    panel = window.analyze_panel
+
+    def go_to_top(analysis: Any) -> None:
+        if analysis.findings:
+            window.study_view.cursor_lps = analysis.findings[0].centroid_lps
+        view3d = window.grid.view3d
+        if view3d is not None and hasattr(view3d, "set_preset"):
+            view3d.set_preset("MR glass")  # the finding surfaces inside the brain stay visible
+
+    panel.shown.connect(go_to_top)
+    window.analyze_dock.show()
+    window.analyze_dock.raise_()
+    panel.run_model(model)
 
 
 def _save(window: MainWindow, target: str) -> int:

@@ -78,7 +78,8 @@ class View3D(QWidget):
     scene_ready()
         The first frame of a scene (re)built or refreshed by :meth:`refresh_volume` rendered.
     surfaces_ready(object)
-        The surfaces of a layer (or of the brain, key ``"brain surface"``) are in the scene.
+        The surfaces of a layer (or of the brain, key ``"brain surface"``) are in the scene and
+        a frame with them has been rendered.
     failed(str, str)
         A surface worker failed: message and traceback (empty for expected errors).
     status_changed(str)
@@ -97,6 +98,7 @@ class View3D(QWidget):
         self._surfaces: SurfaceGroups | None = None
         self._volume_prop: VolumeProp | None = None
         self._announce = False  # emit scene_ready after the next render
+        self._landed: list[object] = []  # surface keys to announce after the next render
         self._preset: str | None = None
         self._clip = False
         self._cut: tuple[int, int, int] | None = None
@@ -277,7 +279,7 @@ class View3D(QWidget):
         )
         if self._canvas is not None:
             self._surfaces = SurfaceGroups(self._canvas.renderer, self._request_render, self)
-            self._surfaces.ready.connect(self.surfaces_ready)
+            self._surfaces.ready.connect(self._surfaces_landed)
             self._surfaces.failed.connect(self.failed)
             self._surfaces.status.connect(self.status_changed)
         return self._canvas is not None
@@ -287,10 +289,17 @@ class View3D(QWidget):
         if self._canvas is not None:
             self._canvas.request_render()
 
+    def _surfaces_landed(self, key: object) -> None:
+        self._landed.append(key)
+        self._request_render()
+
     def _on_rendered(self, _obj: Any, _event: str) -> None:
         if self._announce and self._volume_prop is not None:
             self._announce = False
             QTimer.singleShot(0, self, self.scene_ready.emit)  # not from inside the paint
+        landed, self._landed = self._landed, []
+        for key in landed:
+            QTimer.singleShot(0, self, lambda key=key: self.surfaces_ready.emit(key))
 
     def _on_start_interaction(self, _obj: Any, _event: str) -> None:
         if self._volume_prop is not None:

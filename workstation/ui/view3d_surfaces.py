@@ -54,6 +54,9 @@ BRAIN = "brain surface"
 BRAIN_RGBA = (235, 225, 210, 255)
 HEATMAP_OPACITY = 0.5
 """Iso-surfaces stay translucent: this times the layer's opacity."""
+LABELS_MIN_OPACITY_3D = 0.8
+"""A label surface inside a volume rendering must be nearly opaque to be seen, whatever the 2D
+fill opacity (Slicer likewise keeps separate 2D fill and 3D opacities); 0 still hides it."""
 
 Styler = Callable[[list[SurfaceProp]], None]
 Task = Callable[..., list[LabelSurface]]
@@ -270,6 +273,8 @@ def _heatmap_task(
 def _style_layer(layer: Layer, props: list[SurfaceProp]) -> None:
     """A layer's look: its visibility, opacity and (labels) colours."""
     opacity = layer.opacity * (HEATMAP_OPACITY if isinstance(layer, HeatmapLayer) else 1.0)
+    if isinstance(layer, LabelsLayer) and opacity > 0:
+        opacity = max(opacity, LABELS_MIN_OPACITY_3D)
     for prop in props:
         if isinstance(layer, LabelsLayer):
             prop.set_color(layer.color(prop.label))
