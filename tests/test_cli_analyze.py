@@ -63,3 +63,31 @@ def test_analyze_refuses_clearly(
     assert "passphrase" in capsys.readouterr().err
     no_store = [*base, "--model", "demo-lesion-cls", "--explain", "none", "--no-store"]
     assert main(no_store) == 0
+
+
+def test_analyze_stows_its_dicom_objects_to_the_pacs(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+    from orthanc import Orthanc, find_orthanc, orthanc_required
+
+    install = find_orthanc()
+    if install is None:
+        if orthanc_required():
+            pytest.fail("Orthanc is not installed; MEDWS_REQUIRE_ORTHANC is set")
+        pytest.skip("Orthanc with the DICOMweb plugin is not installed")
+    with Orthanc(install) as server:
+        argv = ["analyze", str(LESION_SERIES), "--model", "demo-lesion-cls", "--json"]
+        argv += ["--out", str(tmp_path / "out"), "--stow", server.dicomweb_url]
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["stow"] == {"stored": 3, "failed": []}
+        modalities = {
+            httpx.get(f"{server.url}/series/{s}").json()["MainDicomTags"]["Modality"]
+            for s in httpx.get(f"{server.url}/series").json()
+        }
+    assert {"SEG", "SR"} <= modalities and len(modalities) == 3  # + the parametric map
+    assert main(["audit", "export", "--since", "2000-01-01", "--json"]) == 0
+    events = json.loads(capsys.readouterr().out)
+    actions = [e["action"] for e in (events["events"] if isinstance(events, dict) else events)]
+    assert actions.count("result.export") == 2 and "model.use" in actions

@@ -4,14 +4,16 @@
 
     workstation analyze PATH [--series UID] --model NAME [--explain gradcam|ig|occlusion|none]
                         [--confirm-with MODEL] [--truth MASK.nii.gz] --out DIR [--json]
-                        [--no-store] [--device auto|cpu|cuda]
+                        [--no-store] [--stow URL] [--device auto|cpu|cuda]
 
 The model is verified from its signed bundle before use. The result is saved encrypted in the
 result store (audited; the key store must be unlocked: ``$WORKSTATION_PASSPHRASE`` or a keyring
 key store; ``--no-store`` skips it) and written to ``DIR`` (see
 :mod:`workstation.workflow.analysis_outputs`: DICOM SEG, SR and parametric map, NIfTI, FHIR,
-``summary.json``). ``--truth`` is a known lesion mask on the series' grid (synthetic data): the
-explanation's pointing game is scored against it and Dice is reported.
+``summary.json``); ``--stow URL`` also stores the DICOM objects on a DICOMweb server (STOW-RS,
+normally the PACS the study came from: they reference its study). Saving, the models used and
+every export are in the audit trail (no PHI). ``--truth`` is a known lesion mask on the series'
+grid (synthetic data): the explanation's pointing game is scored against it and Dice reported.
 
 Exit codes: 0 done, 1 failed (nothing half written: files are replaced atomically, the store
 commits in one transaction), 2 usage. ``--json`` prints ``summary.json`` plus ``result_id``.
@@ -51,6 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add("--out", metavar="DIR", required=True, help="folder for the output files")
     add("--device", default="auto", help="auto (CUDA when present), cuda, mps or cpu")
     add("--no-store", action="store_true", help="do not save into the encrypted result store")
+    add("--stow", metavar="URL", help="also send SEG/SR/parametric map to this DICOMweb server")
     add("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -82,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``workstation analyze``; returns the exit code."""
     from workstation.cli_format import ProgressBar
     from workstation.dicom import load_series
-    from workstation.workflow.analysis_outputs import source_headers, write_outputs
-    from workstation.workflow.analyze import AnalysisRequest, analyze
+    from workstation.workflow.analyze import AnalysisRequest
 
     if not Path(args.path).exists():
         sys.stderr.write(f"workstation analyze: error: {args.path} does not exist\n")
@@ -102,13 +104,39 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         truth=truth,
     )
+    store = None
+    if not args.no_store:  # unlock first: a wrong passphrase fails before minutes of work
+        from workstation.workflow.analysis_store import open_default_store
+
+        store = open_default_store(actor=f"cli:{_user()}")
+    try:
+        return _analyze_and_write(args, volume, series_uid, request, truth, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _analyze_and_write(
+    args: argparse.Namespace, volume: Any, series_uid: str, request: Any, truth: Any, store: Any
+) -> int:
+    from workstation.cli_format import ProgressBar
+    from workstation.workflow.analysis_outputs import source_headers, write_outputs
+    from workstation.workflow.analysis_store import save_analysis
+    from workstation.workflow.analyze import analyze
+
     analysis = analyze(volume, request, progress=ProgressBar())
     result_id = None
     notes = []
-    if not args.no_store:
-        from workstation.workflow.analysis_store import save_analysis
-
-        result_id = save_analysis(analysis)
+    if store is not None:
+        for name in filter(None, (request.model, request.confirm_with)):
+            _audit(store, "model.use", "model", name, None, {"task": "analyze"})
+        result_id = save_analysis(analysis, store=store)
     try:
         headers = source_headers(args.path, series_uid, volume)
     except ValueError as e:
@@ -116,6 +144,15 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"no DICOM SEG/SR/parametric map: {e}")
     written = write_outputs(analysis, args.out, source=headers, result_id=result_id)
     summary = json.loads(written["summary"].read_text(encoding="utf-8"))
+    if store is not None and result_id is not None:
+        details = {"destination": "folder", "files": ",".join(sorted(written))}
+        _audit(store, "result.export", "result", result_id, None, details)
+    if args.stow:
+        dicom = [written[k] for k in ("seg", "sr", "parametric_map") if k in written]
+        summary["stow"] = _stow(args.stow, dicom, volume.metadata.get("study_uid"))
+        if store is not None and result_id is not None:
+            details = {"destination": "dicomweb", "instances": len(dicom)}
+            _audit(store, "result.export", "result", result_id, None, details)
     summary["notes"] = notes + summary.get("notes", [])
     if truth is not None and analysis.labels is not None:
         summary["truth"] = _against_truth(analysis, truth)
@@ -126,6 +163,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_table(summary, args.out))
     return EXIT_OK
+
+
+def _audit(
+    store: Any, action: str, kind: str, object_id: str, study: str | None, details: dict
+) -> None:
+    store.audit.record(
+        actor=store.actor,
+        action=action,
+        object_type=kind,
+        object_id=object_id,
+        study=study,
+        details=details,
+    )
+
+
+def _stow(url: str, files: list[Path], study_uid: str | None) -> dict[str, Any]:
+    """STOW-RS the DICOM outputs; what the server stored and refused."""
+    from workstation.dicom.dicomweb.errors import DicomwebError
+    from workstation.workflow.remote import connect, server_from_url
+
+    if not files:
+        return {"stored": 0, "failed": [], "error": "no DICOM objects to send"}
+    try:
+        with connect(server_from_url(url)) as client:
+            result = client.store_instances(files, study_uid=study_uid)
+    except DicomwebError as e:
+        return {"stored": 0, "failed": [], "error": str(e)}
+    return {"stored": len(result.stored), "failed": [list(f) for f in result.failed]}
 
 
 def _against_truth(analysis: Any, truth: Any) -> dict[str, Any]:
@@ -166,6 +231,10 @@ def _table(summary: dict[str, Any], out: str) -> str:
             f"{f['insertion_auc']:.3f} (random {f['insertion_auc_random']:.3f})"
             + ("" if pointing is None else f", pointing game {'hit' if pointing else 'miss'}")
         )
+    if "stow" in summary:
+        stow = summary["stow"]
+        sent = f"STOW-RS: {stow['stored']} stored, {len(stow['failed'])} refused"
+        lines.append(sent + (f" ({stow['error']})" if stow.get("error") else ""))
     if "truth" in summary:
         t = summary["truth"]
         lines.append(f"Against the truth: Dice {t['dice']:.2f}, {t['truth_volume_ml']:.2f} mL true")
