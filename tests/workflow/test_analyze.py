@@ -115,3 +115,22 @@ def test_cancel_stops_the_analysis(lesion_volume: Volume) -> None:
 def test_an_unknown_explanation_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="gradcam"):
         AnalysisRequest(model="demo-lesion-seg", explain="shap")
+
+
+def test_a_model_signed_by_an_untrusted_key_is_refused(tmp_path: Path) -> None:
+    """Re-signing the genuine model files with a key the trust root does not know fails."""
+    from workstation.security.bundle import write_bundle
+    from workstation.security.sign import HybridSigningKey
+
+    folder = shipped_models_dir() / "demo-lesion-seg"
+    bundle = tmp_path / "demo-lesion-seg-0.1.0.mwb"
+    write_bundle(
+        folder,
+        bundle,
+        kind="model",
+        name="demo-lesion-seg",
+        version="0.1.0",
+        signing_keys=[HybridSigningKey.generate()],
+    )
+    with pytest.raises(WorkstationError, match="trust|sign"):
+        load_model(bundle)

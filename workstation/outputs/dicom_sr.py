@@ -175,7 +175,9 @@ def write_lesion_report(
     Parameters
     ----------
     source
-        Source slice headers (the SEG's source series), listed in the image library.
+        Source slice headers (the SEG's source series); those the SEG's frames were derived
+        from are listed in the image library and as evidence (all of them would cost highdicom
+        ~25 ms a slice for nothing the report refers to), the middle slice for an empty SEG.
     segmentation
         The SEG whose segments the lesions refer to (also recorded as evidence).
     measurements
@@ -206,6 +208,9 @@ def write_lesion_report(
     if segmentation.StudyInstanceUID != source[0].StudyInstanceUID:
         raise OutputError("The segmentation belongs to another study than the source images.")
     series = str(source[0].SeriesInstanceUID)
+    images = (
+        _segmented_sources(source, segmentation) if measurements else [source[len(source) // 2]]
+    )
     groups: list[Any] = [_group(item, segmentation, algorithm, series) for item in measurements]
     if not groups:
         groups = [_no_lesion(algorithm)]
@@ -222,10 +227,10 @@ def write_lesion_report(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=_PROCEDURE,
         imaging_measurements=groups,
-        referenced_images=list(source),
+        referenced_images=images,
     )
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[*source, segmentation],
+        evidence=[*images, segmentation],
         content=report,
         series_instance_uid=new_uid(),
         series_number=series_number,
@@ -239,6 +244,19 @@ def write_lesion_report(
     sr.SoftwareVersions = clip_lo(algorithm.version)
     save(sr, path)
     return sr
+
+
+def _segmented_sources(
+    source: Sequence[pydicom.Dataset], segmentation: pydicom.Dataset
+) -> list[pydicom.Dataset]:
+    """The source slices the SEG's frames were derived from, in source order."""
+    used: set[str] = set()
+    for frame in segmentation.get("PerFrameFunctionalGroupsSequence", []):
+        for derivation in frame.get("DerivationImageSequence", []):
+            for item in derivation.get("SourceImageSequence", []):
+                used.add(str(item.ReferencedSOPInstanceUID))
+    images = [ds for ds in source if str(ds.SOPInstanceUID) in used]
+    return images or [source[len(source) // 2]]
 
 
 def _value(group: Any, name: Code) -> tuple[float | None, str | None]:

@@ -55,27 +55,36 @@ def candidates(
     components, count = ndimage.label(np.asarray(labels.array) > 0, structure=_CONNECTIVITY)
     if count == 0:
         return [], components.astype(np.int32)
-    index = np.arange(1, count + 1)
     voxel_ml = float(np.prod(labels.spacing)) / 1000.0
-    sizes = ndimage.sum_labels(np.ones(components.shape, np.float32), components, index)
-    means = ndimage.mean(probability.array, components, index)
-    maxima = ndimage.maximum(probability.array, components, index)
-    centres = ndimage.center_of_mass(np.ones(components.shape, np.float32), components, index)
+    # Statistics over the labelled voxels only (a few thousand, not the whole volume).
+    where = np.nonzero(components)
+    ids = components[where]
+    probs = np.asarray(probability.array)[where].astype(np.float64)
+    sizes = np.bincount(ids, minlength=count + 1)[1:]
+    means = np.bincount(ids, weights=probs, minlength=count + 1)[1:] / np.maximum(sizes, 1)
+    maxima = np.zeros(count + 1)
+    np.maximum.at(maxima, ids, probs)
+    centres = [
+        np.bincount(ids, weights=axis.astype(np.float64), minlength=count + 1)[1:]
+        / np.maximum(sizes, 1)
+        for axis in where
+    ]
     found = []
-    for n, size, mean, peak, centre in zip(index, sizes, means, maxima, centres, strict=True):
+    for n in range(1, count + 1):
+        size = int(sizes[n - 1])
         if size * voxel_ml < min_volume_ml:
             continue
-        k, j, i = (float(c) for c in centre)
+        k, j, i = (float(c[n - 1]) for c in centres)
         lps = labels.index_to_lps((i, j, k))
         found.append(
             Candidate(
-                component=int(n),
-                voxels=int(size),
-                volume_ml=float(size) * voxel_ml,
+                component=n,
+                voxels=size,
+                volume_ml=size * voxel_ml,
                 centroid_lps=(float(lps[0]), float(lps[1]), float(lps[2])),
                 centroid_kji=(k, j, i),
-                mean_probability=float(mean),
-                max_probability=float(peak),
+                mean_probability=float(means[n - 1]),
+                max_probability=float(maxima[n]),
             )
         )
     found.sort(key=lambda c: -c.voxels)

@@ -215,7 +215,7 @@ def analyze(
     stages.finish("preprocess")
 
     if info.task == "segmentation":
-        result = _segment(volume, request, model, confirm, choice, stages, cancel)
+        result = _segment(volume, prepared, request, model, confirm, choice, stages, cancel)
     else:
         result = _classify(volume, prepared, inside, model, stages, cancel)
     findings, rejected, probability, labels, lesion_probability = result
@@ -273,6 +273,7 @@ def analyze(
 
 def _segment(
     volume: Volume,
+    prepared: Any,
     request: AnalysisRequest,
     model: LoadedModel,
     confirm: LoadedModel | None,
@@ -301,7 +302,8 @@ def _segment(
     found, components = candidates(raw_labels, probability, min_volume_ml=request.min_volume_ml)
     scores: list[float | None] = [None] * len(found)
     if confirm is not None and found:
-        cprep = preprocess(volume, confirm.info.spec())
+        same = confirm.info.spec() == info.spec()
+        cprep = prepared if same else preprocess(volume, confirm.info.spec())
         size = confirm.info.patch_size
         patches = []
         for c in found:
