@@ -132,5 +132,5 @@ def test_a_model_signed_by_an_untrusted_key_is_refused(tmp_path: Path) -> None:
         version="0.1.0",
         signing_keys=[HybridSigningKey.generate()],
     )
-    with pytest.raises(WorkstationError, match="trust|sign"):
+    with pytest.raises(WorkstationError, match=r"trust|sign"):
         load_model(bundle)
