@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +125,19 @@ def repeated_positions_folder(make_series: MakeSeries, tmp_path: Path) -> Path:
         study_uid=pydicom.dcmread(first.paths[0]).StudyInstanceUID,
     )
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session; yields its admin URL (``.../postgres``)."""
+    from pg_server import postgres_server_impl
+
+    yield from postgres_server_impl()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server."""
+    from pg_server import postgres_url_impl
+
+    yield from postgres_url_impl(postgres_server)
