@@ -51,6 +51,7 @@ def _command_modules() -> dict[str, Any]:
         cli_keys,
         cli_open,
         cli_pacs,
+        cli_sync,
     )
 
     return {
@@ -62,6 +63,8 @@ def _command_modules() -> dict[str, Any]:
         "results": cli_audit.results_command,
         "deid": cli_deid,
         "analyze": cli_analyze,
+        "registry": cli_sync.registry_command,
+        "sync": cli_sync.sync_command,
     }
 
 

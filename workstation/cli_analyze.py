@@ -136,7 +136,10 @@ def _analyze_and_write(
     if store is not None:
         for name in filter(None, (request.model, request.confirm_with)):
             _audit(store, "model.use", "model", name, None, {"task": "analyze"})
-        result_id = save_analysis(analysis, store=store)
+        from workstation.sync.state import is_enrolled
+
+        # Enrolled workstations queue the result for the registry in the same transaction.
+        result_id = save_analysis(analysis, store=store, sync=is_enrolled())
     try:
         headers = source_headers(args.path, series_uid, volume)
     except ValueError as e:

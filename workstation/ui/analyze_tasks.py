@@ -48,7 +48,9 @@ def save_task(analysis: Analysis, *, progress: Any, cancel: Any) -> tuple[bool, 
     except ImportError:
         return False, "the encrypted result store is not available in this build"
     try:
-        return True, save_analysis(analysis)
+        from workstation.sync.state import is_enrolled
+
+        return True, save_analysis(analysis, sync=is_enrolled())
     except (WorkstationError, ValueError) as error:
         return False, str(error) or type(error).__name__
 

@@ -41,6 +41,7 @@ from workstation.ui.analyze_panel import AnalyzePanel
 from workstation.ui.browser import StudyBrowser, local_paths, series_source
 from workstation.ui.layer_panel import LayerPanel
 from workstation.ui.slice_view import SliceView
+from workstation.ui.sync_indicator import SyncIndicator
 from workstation.ui.tasks import TaskRunner
 from workstation.ui.view_grid import LAYOUTS, View3DFactory, ViewGrid, default_3d_factory
 from workstation.ui.window_actions import WindowActions
@@ -119,6 +120,8 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_loading)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.cancel_button)
+        self.sync_indicator = SyncIndicator(self)
+        status.addPermanentWidget(self.sync_indicator)
         self._show_loading(False)
 
         self.runner = TaskRunner(self)
@@ -158,6 +161,8 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         # The 3D view (pyvistaqt, VTK: about a second to import) starts after the first paint.
         QTimer.singleShot(0, self._start_3d)
+        if not self.sync_indicator.timer.isActive():
+            QTimer.singleShot(1000, self.sync_indicator.start)  # after the series starts loading
 
     def _start_3d(self) -> None:
         if self.grid.shows_3d:
@@ -339,6 +344,7 @@ class MainWindow(QMainWindow):
         self.browser.shutdown()
         self.actions_.shutdown()
         self.analyze_panel.shutdown()
+        self.sync_indicator.shutdown()
         self.study_view.events.changed.disconnect(self._layer_changed)
         self.layer_panel.detach()
         self.grid.detach()
