@@ -102,26 +102,39 @@ def start_registry(
         time.sleep(0.2)
 
 
+CONTEXT = "medws-registry-auth"
+
+
+def enrol(client: Any, token: str, keys: Any, name: str = "ws-1") -> dict[str, Any]:
+    """``POST /enrol`` with ``keys``' public halves; the response body (201 asserted)."""
+    body = {
+        "token": token,
+        "name": name,
+        "signing_key": keys.signing.public_key.to_json(),
+        "recipient_key": keys.recipient.public_key().to_json(),
+    }
+    response = client.post("/enrol", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def workstation_token(client: Any, ws_id: str, signing: Any) -> Any:
+    """Challenge and signed answer; the ``/auth/workstation`` response (not asserted)."""
+    challenge = client.get("/auth/challenge", params={"workstation_id": ws_id})
+    assert challenge.status_code == 200, challenge.text
+    nonce = challenge.json()["nonce"]
+    signature = signing.sign(bytes.fromhex(nonce), context=CONTEXT).to_json()
+    return client.post(
+        "/auth/workstation",
+        json={"workstation_id": ws_id, "nonce": nonce, "signature": signature},
+    )
+
+
 def enrol_workstation(
     client: Any, token: str, keys: Any, name: str = "ws"
 ) -> tuple[str, dict[str, str]]:
     """Enrol with ``token`` and sign in by challenge; the workstation id and its auth header."""
-    response = client.post(
-        "/enrol",
-        json={
-            "token": token,
-            "name": name,
-            "signing_key": keys.signing.public_key.to_json(),
-            "recipient_key": keys.recipient.public_key().to_json(),
-        },
-    )
-    assert response.status_code == 201, response.text
-    ws_id = response.json()["workstation_id"]
-    nonce = client.get("/auth/challenge", params={"workstation_id": ws_id}).json()["nonce"]
-    signature = keys.signing.sign(bytes.fromhex(nonce), context="medws-registry-auth")
-    response = client.post(
-        "/auth/workstation",
-        json={"workstation_id": ws_id, "nonce": nonce, "signature": signature.to_json()},
-    )
+    ws_id = enrol(client, token, keys, name)["workstation_id"]
+    response = workstation_token(client, ws_id, keys.signing)
     assert response.status_code == 200, response.text
     return ws_id, {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -7,33 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from registry_kit import PASSWORD, Seeded, login
-
-CONTEXT = "medws-registry-auth"
-
-
-def enrol(client: Any, token: str, keys: Any, name: str = "ws-1") -> dict[str, Any]:
-    body = {
-        "token": token,
-        "name": name,
-        "signing_key": keys.signing.public_key.to_json(),
-        "recipient_key": keys.recipient.public_key().to_json(),
-    }
-    response = client.post("/enrol", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def workstation_token(client: Any, ws_id: str, signing: Any) -> Any:
-    challenge = client.get("/auth/challenge", params={"workstation_id": ws_id})
-    assert challenge.status_code == 200, challenge.text
-    nonce = challenge.json()["nonce"]
-    signature = signing.sign(bytes.fromhex(nonce), context=CONTEXT).to_json()
-    return client.post(
-        "/auth/workstation",
-        json={"workstation_id": ws_id, "nonce": nonce, "signature": signature},
-    )
-
+from registry_kit import PASSWORD, Seeded, enrol, login, workstation_token
 
 ADMIN_CALLS = [
     ("get", "/admin/sites", None),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_kit import login
+from registry_kit import enrol_workstation, login
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "models" / "demo-lesion-seg-0.1.0.mwb"
@@ -19,23 +19,7 @@ def publish(client: Any, headers: dict[str, str], body: bytes, **params: str) ->
 
 
 def workstation(client: Any, seeded: Any, keys: Any, site: str) -> dict[str, str]:
-    response = client.post(
-        "/enrol",
-        json={
-            "token": seeded.tokens[site],
-            "name": f"ws-{site}",
-            "signing_key": keys.signing.public_key.to_json(),
-            "recipient_key": keys.recipient.public_key().to_json(),
-        },
-    )
-    ws_id = response.json()["workstation_id"]
-    nonce = client.get("/auth/challenge", params={"workstation_id": ws_id}).json()["nonce"]
-    signature = keys.signing.sign(bytes.fromhex(nonce), context="medws-registry-auth")
-    token = client.post(
-        "/auth/workstation",
-        json={"workstation_id": ws_id, "nonce": nonce, "signature": signature.to_json()},
-    ).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
+    return enrol_workstation(client, seeded.tokens[site], keys, f"ws-{site}")[1]
 
 
 @pytest.fixture

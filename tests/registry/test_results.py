@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_kit import login
+from registry_kit import enrol_workstation, login
 
 from workstation.security.seal import open_sealed, seal
 
@@ -17,25 +17,7 @@ PATIENT = b"DOE^JANE-FAKE-PATIENT-4711"
 
 def enrol(client: Any, seeded: Any, keys: Any, site: str = "a", name: str = "ws") -> dict[str, str]:
     """Enrol a workstation at ``site`` and sign in with the challenge; its auth header."""
-    response = client.post(
-        "/enrol",
-        json={
-            "token": seeded.tokens[site],
-            "name": f"{name}-{site}",
-            "signing_key": keys.signing.public_key.to_json(),
-            "recipient_key": keys.recipient.public_key().to_json(),
-        },
-    )
-    assert response.status_code == 201, response.text
-    ws_id = response.json()["workstation_id"]
-    nonce = client.get("/auth/challenge", params={"workstation_id": ws_id}).json()["nonce"]
-    signature = keys.signing.sign(bytes.fromhex(nonce), context="medws-registry-auth")
-    response = client.post(
-        "/auth/workstation",
-        json={"workstation_id": ws_id, "nonce": nonce, "signature": signature.to_json()},
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return enrol_workstation(client, seeded.tokens[site], keys, f"{name}-{site}")[1]
 
 
 def upload(client: Any, ws: dict[str, str], body: bytes, key: str = "k1") -> Any:
@@ -159,8 +141,8 @@ def test_refuses_what_is_not_a_sealed_result(client: Any, app: Any, ws_a: Any) -
 
 
 def test_oversize_is_413(tmp_path: Path, workstation_keys: Any) -> None:
-    from registry_kit import seed
     from fastapi.testclient import TestClient
+    from registry_kit import seed
 
     from workstation.registry.app import create_app
     from workstation.registry.settings import RegistrySettings

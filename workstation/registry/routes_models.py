@@ -26,12 +26,11 @@ from sqlalchemy.orm import Session
 
 from workstation.registry import audit, webhooks
 from workstation.registry.db import new_id, stamp
-from workstation.registry.identity import Identity
+from workstation.registry.identity import Identity, require
 from workstation.registry.models import ModelRelease, Role, Site
 from workstation.registry.pagination import Cursor, Limit, page
 from workstation.registry.routes_results import (
     Spooled,
-    caller,
     fsync_dir,
     keyset_page,
     spool_body,
@@ -97,11 +96,11 @@ async def _upload(request: Request) -> AsyncIterator[_Upload]:
 
 
 Upload = Annotated[_Upload, Depends(_upload)]
-Admin = Annotated[Identity, Depends(caller(Role.ADMIN))]
+Admin = Annotated[Identity, Depends(require(Role.ADMIN))]
 Anyone = Annotated[
-    Identity, Depends(caller(Role.ADMIN, Role.CLINICIAN, Role.VIEWER, Role.WORKSTATION))
+    Identity, Depends(require(Role.ADMIN, Role.CLINICIAN, Role.VIEWER, Role.WORKSTATION))
 ]
-Downloader = Annotated[Identity, Depends(caller(Role.ADMIN, Role.CLINICIAN, Role.WORKSTATION))]
+Downloader = Annotated[Identity, Depends(require(Role.ADMIN, Role.CLINICIAN, Role.WORKSTATION))]
 
 
 def _verify(path: Path, settings: Any) -> tuple[str, str]:

@@ -32,13 +32,13 @@ from sqlalchemy.orm import Session
 
 from workstation.registry import audit, webhooks
 from workstation.registry.db import new_id, stamp
-from workstation.registry.identity import DbSession, Identity, require
+from workstation.registry.identity import Identity, require
 from workstation.registry.models import Role, SealedResult
 from workstation.registry.pagination import Cursor, Limit, page
 from workstation.security import seal
 from workstation.security.errors import DecryptionError
 
-__all__ = ["Spooled", "caller", "keyset_page", "router", "spool_body"]
+__all__ = ["Spooled", "keyset_page", "router", "spool_body"]
 
 router = APIRouter(tags=["results"])
 
@@ -108,26 +108,12 @@ async def _upload(request: Request) -> AsyncIterator[Spooled]:
         spooled.path.unlink(missing_ok=True)  # renamed into place when accepted
 
 
-def caller(*roles: Role) -> Any:
-    """:func:`require`, then end the check's transaction: on SQLite every transaction begins
-    IMMEDIATE (holds the write lock), and the handlers open their own sessions."""
-    check = require(*roles)
-
-    def dependency(request: Request, session: DbSession) -> Identity:
-        try:
-            return check(request, session)
-        finally:
-            session.rollback()
-
-    return dependency
-
-
 Upload = Annotated[Spooled, Depends(_upload)]
-Workstation = Annotated[Identity, Depends(caller(Role.WORKSTATION))]
+Workstation = Annotated[Identity, Depends(require(Role.WORKSTATION))]
 Anyone = Annotated[
-    Identity, Depends(caller(Role.ADMIN, Role.CLINICIAN, Role.VIEWER, Role.WORKSTATION))
+    Identity, Depends(require(Role.ADMIN, Role.CLINICIAN, Role.VIEWER, Role.WORKSTATION))
 ]
-Downloader = Annotated[Identity, Depends(caller(Role.ADMIN, Role.CLINICIAN, Role.WORKSTATION))]
+Downloader = Annotated[Identity, Depends(require(Role.ADMIN, Role.CLINICIAN, Role.WORKSTATION))]
 
 
 def _recipients(path: Path) -> list[str]:

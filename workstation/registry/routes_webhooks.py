@@ -16,16 +16,15 @@ from pydantic import BaseModel, Field
 
 from workstation.registry import audit
 from workstation.registry.db import new_id, stamp
-from workstation.registry.identity import Identity
+from workstation.registry.identity import Identity, require
 from workstation.registry.models import Role, Site, Webhook, WebhookDelivery
 from workstation.registry.pagination import Cursor, Limit, page, paginate
-from workstation.registry.routes_results import caller
 from workstation.registry.webhooks import EVENTS
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/admin/webhooks", tags=["webhooks"])
-Admin = Annotated[Identity, Depends(caller(Role.ADMIN))]
+Admin = Annotated[Identity, Depends(require(Role.ADMIN))]
 
 
 class NewWebhook(BaseModel):
