@@ -98,7 +98,8 @@ def start_registry(
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             tail = (data.parent / f"registry-{port}.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the registry did not start:\n{tail}")
+            code = process.poll()
+            raise RuntimeError(f"the registry did not start (exit code {code}):\n{tail}")
         time.sleep(0.2)
 
 
