@@ -96,9 +96,9 @@ def start_registry(
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
+            code = process.poll()  # None: still running after the deadline
             process.kill()
             tail = (data.parent / f"registry-{port}.log").read_text(errors="replace")[-3000:]
-            code = process.poll()
             raise RuntimeError(f"the registry did not start (exit code {code}):\n{tail}")
         time.sleep(0.2)
 
