@@ -1,0 +1,1 @@
+"""Model updates: signed metadata, validation gates, lifecycle."""
