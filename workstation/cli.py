@@ -49,6 +49,7 @@ def _command_modules() -> dict[str, Any]:
         cli_bundle,
         cli_deid,
         cli_keys,
+        cli_models,
         cli_open,
         cli_pacs,
         cli_sync,
@@ -63,6 +64,7 @@ def _command_modules() -> dict[str, Any]:
         "results": cli_audit.results_command,
         "deid": cli_deid,
         "analyze": cli_analyze,
+        "models": cli_models,
         "registry": cli_sync.registry_command,
         "sync": cli_sync.sync_command,
     }
