@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from security.bundle_kit import DAY, NOW, Publisher
 
-from workstation.models.metadata import (
+from workstation.security.model_metadata import (
     MetadataError,
     ModelMetadataStore,
     UpdateResult,

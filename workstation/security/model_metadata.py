@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from workstation.core.files import write_atomic
-from workstation.models._metadata_checks import (
+from workstation.security._model_metadata_checks import (
     DOC_TYPES,
     KINDS,
     SNAPSHOT,
