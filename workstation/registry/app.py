@@ -31,6 +31,7 @@ def create_app(settings: RegistrySettings | None = None) -> Any:
         routes_admin,
         routes_auth,
         routes_enrol,
+        routes_model_updates,
         routes_models,
         routes_ops,
         routes_results,
@@ -69,6 +70,7 @@ def create_app(settings: RegistrySettings | None = None) -> Any:
         routes_enrol,
         routes_admin,
         routes_results,
+        routes_model_updates,  # before routes_models: /models/assignments is not a release id
         routes_models,
         routes_webhooks,
     ):

@@ -3,7 +3,8 @@ workers import it): :func:`create` builds the app from environment variables.
 
 ``MEDWS_REGISTRY_DATA`` (data folder, default ``registry-data``), ``MEDWS_REGISTRY_DB``
 (SQLAlchemy URL, default SQLite in the data folder), ``MEDWS_REGISTRY_TRUST_ROOT`` (trust root
-file), ``MEDWS_REGISTRY_LOG_LEVEL`` (when set, JSON logs go to stderr at that level)::
+file), ``MEDWS_REGISTRY_KEY`` (the registry role's private signing key file, for the model
+metadata), ``MEDWS_REGISTRY_LOG_LEVEL`` (when set, JSON logs go to stderr at that level)::
 
     MEDWS_REGISTRY_DATA=/srv/registry uvicorn --factory workstation.registry.asgi:create
 """
@@ -18,21 +19,32 @@ from typing import Any
 
 from workstation.registry.settings import RegistrySettings
 
-__all__ = ["ENV_DATA", "ENV_DB", "ENV_LOG_LEVEL", "ENV_TRUST_ROOT", "create", "settings_from_env"]
+__all__ = [
+    "ENV_DATA",
+    "ENV_DB",
+    "ENV_LOG_LEVEL",
+    "ENV_REGISTRY_KEY",
+    "ENV_TRUST_ROOT",
+    "create",
+    "settings_from_env",
+]
 
 ENV_DATA = "MEDWS_REGISTRY_DATA"
 ENV_DB = "MEDWS_REGISTRY_DB"
 ENV_TRUST_ROOT = "MEDWS_REGISTRY_TRUST_ROOT"
 ENV_LOG_LEVEL = "MEDWS_REGISTRY_LOG_LEVEL"
+ENV_REGISTRY_KEY = "MEDWS_REGISTRY_KEY"
 
 
 def settings_from_env() -> RegistrySettings:
     """The settings the environment describes."""
     trust_root = os.environ.get(ENV_TRUST_ROOT)
+    registry_key = os.environ.get(ENV_REGISTRY_KEY)
     return RegistrySettings(
         Path(os.environ.get(ENV_DATA) or "registry-data"),
         db_url=os.environ.get(ENV_DB) or None,
         trust_root=Path(trust_root) if trust_root else None,
+        registry_key=Path(registry_key) if registry_key else None,
     )
 
 

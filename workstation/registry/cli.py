@@ -3,7 +3,8 @@
 ::
 
     workstation-registry serve [--db URL] [--data DIR] [--host 127.0.0.1] [--port 8700]
-                               [--workers N] [--trust-root FILE] [--log-level info]
+                               [--workers N] [--trust-root FILE] [--registry-key FILE]
+                               [--log-level info]
     workstation-registry admin create-site NAME
     workstation-registry admin create-user USERNAME --role admin|clinician|viewer [--site ID]
     workstation-registry admin enrolment-token SITE_ID [--valid-hours H]
@@ -95,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes")
     serve.add_argument("--trust-root", type=Path, help="trust root for model bundles")
     serve.add_argument(
+        "--registry-key",
+        type=Path,
+        help="the registry role's private signing key (signs model snapshot/timestamp metadata)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -122,7 +128,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> RegistrySettings:
     trust_root = getattr(args, "trust_root", None)
-    return RegistrySettings(args.data, db_url=args.db, trust_root=trust_root).prepared()
+    registry_key = getattr(args, "registry_key", None)
+    return RegistrySettings(
+        args.data, db_url=args.db, trust_root=trust_root, registry_key=registry_key
+    ).prepared()
 
 
 def _migrated(settings: RegistrySettings) -> Any:
@@ -138,6 +147,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.trust_root is not None and not args.trust_root.is_file():
         raise _UsageError(f"--trust-root: no file {args.trust_root}")
+    if args.registry_key is not None and not args.registry_key.is_file():
+        raise _UsageError(f"--registry-key: no file {args.registry_key}")
     asgi.configure_logs(args.log_level)
     settings = _settings(args)
     _migrated(settings).dispose()  # once, before any worker starts
@@ -149,6 +160,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ.pop(asgi.ENV_DB, None)
     if args.trust_root is not None:
         os.environ[asgi.ENV_TRUST_ROOT] = str(args.trust_root.resolve())
+    if args.registry_key is not None:
+        os.environ[asgi.ENV_REGISTRY_KEY] = str(args.registry_key.resolve())
     _reset_multiprocess_dir()
     log.info(
         "registry starting",

@@ -14,7 +14,10 @@ __all__ = [
     "Base",
     "Challenge",
     "EnrolmentToken",
+    "ModelAssignment",
+    "ModelMetadata",
     "ModelRelease",
+    "ModelReport",
     "RevokedToken",
     "Role",
     "SealedResult",
@@ -170,3 +173,48 @@ class AuditEvent(Base):
     details: Mapped[str] = mapped_column(sa.Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class ModelMetadata(Base):
+    """The current signed model metadata documents (``timestamp``, ``snapshot``, ``targets``),
+    stored as the exact bytes that were signed and are served."""
+
+    __tablename__ = "model_metadata"
+    role: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    raw: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    updated: Mapped[str] = mapped_column(_TIME)
+
+
+class ModelAssignment(Base):
+    """Which version of a model runs at which stage, for one site (or all: ``site_id`` null)."""
+
+    __tablename__ = "model_assignments"
+    __table_args__ = (sa.UniqueConstraint("name", "site_id"),)
+    id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), index=True)
+    site_id: Mapped[str | None] = mapped_column(sa.ForeignKey("sites.id"), nullable=True)
+    version: Mapped[str] = mapped_column(sa.String(50))
+    stage: Mapped[str] = mapped_column(sa.String(20))  # shadow | canary | active
+    share: Mapped[float] = mapped_column(sa.Float)
+    updated: Mapped[str] = mapped_column(_TIME)
+    updated_by: Mapped[str] = mapped_column(sa.String(100))
+
+
+class ModelReport(Base):
+    """One aggregate report from a workstation about a model (counts and rates; no PHI)."""
+
+    __tablename__ = "model_reports"
+    id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    site_id: Mapped[str] = mapped_column(sa.ForeignKey("sites.id"), index=True)
+    workstation_id: Mapped[str] = mapped_column(sa.ForeignKey("workstations.id"))
+    name: Mapped[str] = mapped_column(sa.String(100), index=True)
+    version: Mapped[str] = mapped_column(sa.String(50))
+    stage: Mapped[str] = mapped_column(sa.String(20))
+    event: Mapped[str] = mapped_column(sa.String(30))
+    n: Mapped[int] = mapped_column(sa.Integer)
+    agreement: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    latency_p95_s: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    error_rate: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    detail: Mapped[str] = mapped_column(sa.String(200))
+    time: Mapped[str] = mapped_column(_TIME)

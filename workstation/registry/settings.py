@@ -30,6 +30,9 @@ class RegistrySettings:
         Largest sealed result accepted.
     trust_root
         The trust root model bundles are verified against on publish (default: the shipped one).
+    registry_key
+        The registry role's private signing key (raw ``HybridSigningKey.private_bytes()``): it
+        signs the model snapshot and timestamp metadata. Without it targets cannot be published.
     """
 
     data_dir: Path
@@ -40,6 +43,7 @@ class RegistrySettings:
     rate_per_minute: int = 1200
     max_upload_bytes: int = 64 * 1024 * 1024
     trust_root: Path | None = None
+    registry_key: Path | None = None
     challenge_ttl_s: int = 120
     webhook_attempts: int = 5
     jwt_secret: bytes = field(default=b"", repr=False)
