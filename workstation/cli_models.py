@@ -7,6 +7,11 @@
     workstation models activate NAME VERSION [--reason TEXT]
     workstation models promote NAME VERSION --to shadow|canary|active [--canary-share F] [--force]
     workstation models rollback NAME [--reason TEXT]
+    workstation models pull [--validation DIR] [--json]
+
+``pull`` fetches the registry's signed model metadata, installs the verified new versions meant
+for this site and moves each assigned version one stage on (see :mod:`workstation.models.update`);
+gates run on ``--validation`` (a saved validation set), without it nothing enters shadow.
 
 Versions live in ``<home>/models`` (see :mod:`workstation.models.lifecycle`); bundles are
 verified against the trust roots before anything is installed. Every change is recorded in the
@@ -60,6 +65,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     rollback = sub.add_parser("rollback", help="roll the canary, else the active version, back")
     rollback.add_argument("name", metavar="NAME")
     rollback.add_argument("--reason", default="rolled back by hand", help="why")
+    pulling = sub.add_parser("pull", help="fetch signed updates from the registry and roll out")
+    pulling.add_argument(
+        "--validation", metavar="DIR", default=None, help="validation set for the gates"
+    )
+    pulling.add_argument("--json", action="store_true", help="print JSON (schema 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     folder = paths().models
     if action == "list":
         return _list(ModelLifecycle(folder), as_json=args.json)
+    if action == "pull":
+        return _pull(folder, validation=args.validation, as_json=args.json)
     store = _open_store()
     if store is None:
         return EXIT_FAILURE
@@ -140,3 +152,62 @@ def _list(lifecycle: Any, *, as_json: bool) -> int:
             f"{row['installed']}\n"
         )
     return EXIT_OK
+
+
+def _pull(folder: Any, *, validation: str | None, as_json: bool) -> int:
+    """``workstation models pull``: one update round against the enrolled registry."""
+    from workstation.cli_audit import _open
+    from workstation.core.errors import WorkstationError
+    from workstation.models.lifecycle import ModelLifecycle
+    from workstation.models.update import (
+        ModelRegistryClient,
+        evaluation_gates,
+        pull,
+        registry_reporter,
+    )
+    from workstation.models.validation_set import ValidationSet
+    from workstation.security.model_metadata import MetadataError, ModelMetadataStore
+    from workstation.security.trust import TrustRoots
+    from workstation.sync.state import load_state
+
+    try:
+        state = load_state()
+    except ValueError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_FAILURE
+    if state is None:
+        sys.stderr.write("error: not enrolled: run `workstation registry enrol URL ...` first\n")
+        return EXIT_FAILURE
+    try:
+        store, keys = _open(None)
+    except WorkstationError as error:
+        sys.stderr.write(f"error: {error}\nmodel changes are recorded in the audit trail\n")
+        return EXIT_FAILURE
+    client = ModelRegistryClient(
+        state.url, signing_key=keys.signing_key(), workstation_id=state.workstation_id
+    )
+    with store, client:
+        try:
+            trust = TrustRoots.load_default()
+            metadata = ModelMetadataStore(folder / "metadata", trust)
+            lifecycle = ModelLifecycle(
+                folder, trust=trust, audit=store, report=registry_reporter(client)
+            )
+            gates = None
+            if validation is not None:
+                gates = evaluation_gates(lifecycle, ValidationSet.load(validation), trust=trust)
+            report = pull(client, metadata, lifecycle, site_id=state.site_id, gates=gates)
+        except (WorkstationError, MetadataError, ValueError) as error:
+            sys.stderr.write(f"error: {error}\n")
+            return EXIT_FAILURE
+    if as_json:
+        json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        lines = [f"metadata: {'updated' if report.updated_metadata else 'unchanged'}"]
+        lines += [f"installed {k}" for k in report.installed]
+        lines += [f"promoted {k}" for k in report.promoted]
+        lines += [f"blocked {k} (gates failed)" for k in report.blocked]
+        lines += [f"error: {e}" for e in report.errors]
+        sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK if report.ok else EXIT_FAILURE
