@@ -25,6 +25,7 @@ from workstation.workflow.remote import is_url
 
 if TYPE_CHECKING:
     from workstation.ui.main_window import MainWindow
+    from workstation.ui.models_panel import ModelsDialog
     from workstation.ui.pacs_dialog import PacsDialog
 
 __all__ = ["WindowActions"]
@@ -42,6 +43,7 @@ class WindowActions(QObject):
         self.window = window
         self.recent = recent if recent is not None else _default_recent()
         self.pacs_dialog: PacsDialog | None = None
+        self.models_dialog: ModelsDialog | None = None
         self._labels_runner = TaskRunner(self)
         self._labels_runner.finished.connect(self._labels_loaded)
         self._labels_runner.failed.connect(
@@ -130,6 +132,7 @@ class WindowActions(QObject):
         panel = window.analyze_dock
         analyze_menu.addAction("Show the &Analyze panel", lambda: (panel.show(), panel.raise_()))
         analyze_menu.addAction("&Run analysis", window.analyze_panel.run)
+        analyze_menu.addAction("&Models…", self.open_models)
 
     # -- studies --------------------------------------------------------------------------------
     def remember(self, source: str | os.PathLike[str] | list[str]) -> None:
@@ -166,6 +169,19 @@ class WindowActions(QObject):
         self.pacs_dialog.show()
         self.pacs_dialog.raise_()
         self.pacs_dialog.activateWindow()
+
+    @Slot()
+    def open_models(self) -> None:
+        """Show the (one, non-modal) Models dialog: versions, stages, history, changes."""
+        if self.models_dialog is None:
+            from workstation.ui.models_panel import ModelsDialog
+
+            self.models_dialog = ModelsDialog(self.window)
+        else:
+            self.models_dialog.panel.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        self.models_dialog.activateWindow()
 
     def _fill_recent(self) -> None:
         menu: QMenu = self.recent_menu
@@ -257,6 +273,8 @@ class WindowActions(QObject):
         self._labels_runner.shutdown()
         if self.pacs_dialog is not None:
             self.pacs_dialog.shutdown()
+        if self.models_dialog is not None:
+            self.models_dialog.shutdown()
 
 
 def _default_recent() -> RecentStudies:
