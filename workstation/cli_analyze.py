@@ -130,7 +130,11 @@ def _analyze_and_write(
     from workstation.workflow.analysis_store import save_analysis
     from workstation.workflow.analyze import analyze
 
-    analysis = analyze(volume, request, progress=ProgressBar())
+    routed = _routed(volume, request, store)
+    if routed is None:
+        analysis = analyze(volume, request, progress=ProgressBar())
+    else:
+        analysis = routed.analysis
     result_id = None
     notes = []
     if store is not None:
@@ -156,6 +160,8 @@ def _analyze_and_write(
         if store is not None and result_id is not None:
             details = {"destination": "dicomweb", "instances": len(dicom)}
             _audit(store, "result.export", "result", result_id, None, details)
+    if routed is not None:
+        summary["routing"] = routed.summary()
     summary["notes"] = notes + summary.get("notes", [])
     if truth is not None and analysis.labels is not None:
         summary["truth"] = _against_truth(analysis, truth)
@@ -166,6 +172,20 @@ def _analyze_and_write(
     else:
         sys.stdout.write(_table(summary, args.out))
     return EXIT_OK
+
+
+def _routed(volume: Any, request: Any, store: Any) -> Any:
+    """The analysis routed by the model lifecycle (active, canary, shadow) when it manages
+    ``request.model``; ``None`` otherwise (the shipped catalogue model is used as before)."""
+    from workstation.cli_format import ProgressBar
+    from workstation.config import paths
+    from workstation.models.lifecycle import ModelLifecycle
+    from workstation.models.routing import analyze_routed, manages
+
+    lifecycle = ModelLifecycle(paths().models, audit=store)
+    if not manages(lifecycle, request.model):
+        return None
+    return analyze_routed(volume, request, lifecycle, progress=ProgressBar())
 
 
 def _audit(
@@ -234,6 +254,14 @@ def _table(summary: dict[str, Any], out: str) -> str:
             f"{f['insertion_auc']:.3f} (random {f['insertion_auc_random']:.3f})"
             + ("" if pointing is None else f", pointing game {'hit' if pointing else 'miss'}")
         )
+    if "routing" in summary:
+        r = summary["routing"]
+        line = f"Model version {r['version']} ({r['role']})"
+        if r["shadow_agree"] is not None:
+            line += f", shadow {'agreed' if r['shadow_agree'] else 'disagreed'}"
+        if r["canary_decision"] is not None:
+            line += f", canary monitor: {r['canary_decision']}"
+        lines.append(line)
     if "stow" in summary:
         stow = summary["stow"]
         sent = f"STOW-RS: {stow['stored']} stored, {len(stow['failed'])} refused"
