@@ -27,10 +27,15 @@ def find_models_task(*, progress: Any, cancel: Any) -> tuple[list[ModelInfo], li
 def run_analysis_task(
     volume: Volume, request: AnalysisRequest, cache: dict[str, Any], *, progress: Any, cancel: Any
 ) -> tuple[Analysis, dict[str, Any]]:
-    """The worker: load (and verify) the models not loaded yet, then analyse."""
+    """The worker: analyse through the model lifecycle when it manages the model (the active or
+    canary version shown, the shadow hidden); else load (and verify) the models not loaded yet
+    and analyse."""
     from workstation.inference.catalogue import load_model
     from workstation.workflow.analyze import analyze
 
+    routed = _routed(volume, request, progress=progress, cancel=cancel)
+    if routed is not None:
+        return routed.analysis, dict(cache)
     models = dict(cache)
     for name in (request.model, request.confirm_with):
         if name and name not in models:
@@ -39,6 +44,21 @@ def run_analysis_task(
             cancel.raise_if_cancelled()
     analysis = analyze(volume, request, models=models, progress=progress, cancel=cancel)
     return analysis, models
+
+
+def _routed(volume: Volume, request: AnalysisRequest, *, progress: Any, cancel: Any) -> Any:
+    """``analyze_routed`` when the lifecycle manages ``request.model``, else ``None``."""
+    from workstation.config import paths
+    from workstation.models.lifecycle import ModelLifecycle
+    from workstation.models.routing import analyze_routed, manages
+
+    folder = paths().models
+    if not (folder / "lifecycle.json").is_file():
+        return None
+    lifecycle = ModelLifecycle(folder)
+    if not manages(lifecycle, request.model):
+        return None
+    return analyze_routed(volume, request, lifecycle, progress=progress, cancel=cancel)
 
 
 def save_task(analysis: Analysis, *, progress: Any, cancel: Any) -> tuple[bool, str]:
