@@ -11,7 +11,8 @@
 
 ``pull`` fetches the registry's signed model metadata, installs the verified new versions meant
 for this site and moves each assigned version one stage on (see :mod:`workstation.models.update`);
-gates run on ``--validation`` (a saved validation set), without it nothing enters shadow.
+gates run on the validation set the candidate's bundle carries, else on ``--validation`` (a
+saved set); with neither, nothing enters shadow.
 
 Versions live in ``<home>/models`` (see :mod:`workstation.models.lifecycle`); bundles are
 verified against the trust roots before anything is installed. Every change is recorded in the
@@ -193,9 +194,8 @@ def _pull(folder: Any, *, validation: str | None, as_json: bool) -> int:
             lifecycle = ModelLifecycle(
                 folder, trust=trust, audit=store, report=registry_reporter(client)
             )
-            gates = None
-            if validation is not None:
-                gates = evaluation_gates(lifecycle, ValidationSet.load(validation), trust=trust)
+            fallback = ValidationSet.load(validation) if validation is not None else None
+            gates = evaluation_gates(lifecycle, fallback, trust=trust)
             report = pull(client, metadata, lifecycle, site_id=state.site_id, gates=gates)
         except (WorkstationError, MetadataError, ValueError) as error:
             sys.stderr.write(f"error: {error}\n")

@@ -287,12 +287,33 @@ def _gates(seen: list[GateReportLike]) -> dict[str, Any]:
 # -- the real gates ---------------------------------------------------------------------------
 
 
+VALIDATION_FOLDER = "validation"  # inside a model bundle: validation_set.npz + .json
+
+
+def bundled_validation_set(bundle: Path, trust: Any) -> Any:
+    """The reference validation set a verified model bundle carries (``validation/``), or
+    ``None`` when it carries none."""
+    from workstation.models.validation_set import ValidationSet
+    from workstation.security.bundle import open_bundle
+
+    with tempfile.TemporaryDirectory(prefix="medws-validation-") as tmp:
+        with open_bundle(bundle, trust=trust, kind="model") as verified:
+            out = verified.extract(Path(tmp) / "payload")
+        folder = out / VALIDATION_FOLDER
+        if not (folder / "validation_set.json").is_file():
+            return None
+        return ValidationSet.load(folder)
+
+
 def evaluation_gates(
-    lifecycle: ModelLifecycle, validation: Any, *, trust: Any = None, **thresholds: Any
+    lifecycle: ModelLifecycle, validation: Any = None, *, trust: Any = None, **thresholds: Any
 ) -> Gates:
     """Gates that load the candidate and the active version from the lifecycle's verified
-    bundles, :func:`~workstation.models.gates.evaluate` both on ``validation`` and
-    :func:`~workstation.models.gates.run_gates` (``thresholds``: margin, max_gap, max_ratio)."""
+    bundles, :func:`~workstation.models.gates.evaluate` both on the reference validation set and
+    :func:`~workstation.models.gates.run_gates` (``thresholds``: margin, max_gap, max_ratio).
+
+    The set is the one the candidate's bundle carries (``validation/``), else ``validation``;
+    with neither the gate refuses (nothing is promoted unvalidated)."""
 
     def run(name: str, version: str) -> GateReportLike:
         from workstation.inference.catalogue import load_model
@@ -302,12 +323,21 @@ def evaluation_gates(
         if active is None:
             raise LifecycleError(f"{name} has no active version to compare {version} with")
         roots = trust if trust is not None else lifecycle._roots()
-        candidate = load_model(lifecycle.folder / lifecycle.get(name, version).bundle, trust=roots)
+        bundle = lifecycle.folder / lifecycle.get(name, version).bundle
+        reference = bundled_validation_set(bundle, roots)
+        if reference is None:
+            reference = validation
+        if reference is None:
+            raise LifecycleError(
+                f"{name} {version}: its bundle carries no validation set and none was given "
+                "(--validation DIR); it cannot be validated, so it is not promoted"
+            )
+        candidate = load_model(bundle, trust=roots)
         current = load_model(lifecycle.folder / active.bundle, trust=roots)
         task = candidate.info.task
         return run_gates(
-            evaluate(candidate, task, validation, repeats_for_latency=3),
-            evaluate(current, task, validation, repeats_for_latency=3),
+            evaluate(candidate, task, reference, repeats_for_latency=3),
+            evaluate(current, task, reference, repeats_for_latency=3),
             **thresholds,
         )
 
