@@ -31,6 +31,7 @@ from workstation.registry.models import ModelRelease, Role, Site
 from workstation.registry.pagination import Cursor, Limit, page
 from workstation.registry.routes_results import (
     Spooled,
+    audited_file,
     fsync_dir,
     keyset_page,
     spool_body,
@@ -253,20 +254,15 @@ def get_bundle(request: Request, identity: Downloader, release_id: str) -> FileR
     bundles: Path = request.app.state.settings.bundles
     with request.app.state.db.sessions.begin() as session:
         row = _allowed(session, identity, release_id)
-        path = bundles / f"{row.sha256}.mwb"
-        if not path.is_file():
-            raise HTTPException(410, detail="the bundle is missing from storage")
-        audit.record(
+        return audited_file(
             session,
-            actor=identity.actor,
+            identity,
+            bundles / f"{row.sha256}.mwb",
             action="model.download",
             object_type="model",
             object_id=row.id,
             details={"name": row.name, "version": row.version},
+            filename=f"{row.name}-{row.version}.mwb",
+            sha256=row.sha256,
+            missing="the bundle is missing from storage",
         )
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"{row.name}-{row.version}.mwb",
-        headers={"X-Content-SHA256": row.sha256},
-    )

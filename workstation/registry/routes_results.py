@@ -38,7 +38,7 @@ from workstation.registry.pagination import Cursor, Limit, page
 from workstation.security import seal
 from workstation.security.errors import DecryptionError
 
-__all__ = ["Spooled", "keyset_page", "router", "spool_body"]
+__all__ = ["Spooled", "audited_file", "keyset_page", "router", "spool_body"]
 
 router = APIRouter(tags=["results"])
 
@@ -274,6 +274,38 @@ def list_results(
     return page([describe(r) for r in rows], next_cursor)
 
 
+def audited_file(
+    session: Session,
+    identity: Identity,
+    path: Path,
+    *,
+    action: str,
+    object_type: str,
+    object_id: str,
+    details: dict[str, Any],
+    filename: str,
+    sha256: str,
+    missing: str,
+) -> FileResponse:
+    """Record the download in ``session``'s transaction and stream ``path`` (410 if it is gone)."""
+    if not path.is_file():
+        raise HTTPException(410, detail=missing)
+    audit.record(
+        session,
+        actor=identity.actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        details=details,
+    )
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=filename,
+        headers={"X-Content-SHA256": sha256},
+    )
+
+
 def _visible(session: Session, identity: Identity, result_id: str) -> SealedResult:
     row = session.get(SealedResult, result_id)
     if row is None:
@@ -295,20 +327,15 @@ def get_blob(request: Request, identity: Downloader, result_id: str) -> FileResp
     blobs: Path = request.app.state.settings.blobs
     with request.app.state.db.sessions.begin() as session:
         row = _visible(session, identity, result_id)
-        path = blobs / row.id
-        if not path.is_file():
-            raise HTTPException(410, detail="the result's blob is missing from storage")
-        audit.record(
+        return audited_file(
             session,
-            actor=identity.actor,
+            identity,
+            blobs / row.id,
             action="result.download",
             object_type="result",
             object_id=row.id,
             details={"size": row.size},
+            filename=f"{row.id}.mws",
+            sha256=row.sha256,
+            missing="the result's blob is missing from storage",
         )
-    return FileResponse(
-        path,
-        media_type="application/octet-stream",
-        filename=f"{row.id}.mws",
-        headers={"X-Content-SHA256": row.sha256},
-    )
