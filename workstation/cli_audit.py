@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from workstation.core.errors import WorkstationError
+from workstation.store.default import STORE_URL_ENV
 
 if TYPE_CHECKING:
     from workstation.security.keystore import KeyStore
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SCHEMA = 1
-STORE_URL_ENV = "WORKSTATION_STORE_URL"
 
 
 @dataclass(frozen=True)
@@ -93,27 +92,19 @@ def _add_results(commands: argparse._SubParsersAction) -> None:
     _db_option(show)
 
 
-def _keystore() -> KeyStore:
+def _prompt() -> str:
     from workstation.security.errors import KeyStoreError
-    from workstation.security.keystore import PASSPHRASE_ENV, KeyStore, default_folder
+    from workstation.security.keystore import PASSPHRASE_ENV
 
-    def prompt() -> str:
-        if not sys.stdin.isatty():
-            raise KeyStoreError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
-        return getpass.getpass("Key store passphrase: ")
-
-    return KeyStore.open(default_folder(), prompt=prompt)
+    if not sys.stdin.isatty():
+        raise KeyStoreError(f"no passphrase: set {PASSPHRASE_ENV} or run in a terminal")
+    return getpass.getpass("Key store passphrase: ")
 
 
 def _open(db: str | None) -> tuple[ResultStore, KeyStore]:
-    from workstation.store import ResultStore
+    from workstation.store.default import open_default
 
-    keys = _keystore()
-    url = db or os.environ.get(STORE_URL_ENV) or None
-    store = ResultStore.open(
-        url, keys=keys.data_keys, actor=f"cli:{getpass.getuser()}", signer=keys.signing_key()
-    )
-    return store, keys
+    return open_default(actor=f"cli:{getpass.getuser()}", url=db, prompt=_prompt)
 
 
 def _dump(document: Any) -> None:

@@ -44,14 +44,12 @@ def sync_and_report(*, limit: int = 100) -> SyncStatus:
         return SyncStatus("error", f"Sync: {error}")
     if state is None:
         return SyncStatus("off", "Sync: off (not enrolled)")
-    from workstation.security.keystore import KeyStore, default_folder
-    from workstation.store import ResultStore
+    from workstation.store.default import open_default
     from workstation.sync.client import RegistryClient
     from workstation.sync.engine import sync_once
 
     try:
-        keys = KeyStore.open(default_folder())
-        store = ResultStore.open(keys=keys.data_keys, actor="workstation:sync")
+        store, keys = open_default(actor="workstation:sync")
     except WorkstationError as error:
         return SyncStatus("error", f"Sync: cannot open the store ({error})")
     client = RegistryClient(

@@ -12,7 +12,6 @@ the save (``result.create``) without PHI.
 from __future__ import annotations
 
 import getpass
-import os
 import zlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workstation.core.volume import Volume
+from workstation.store.default import STORE_URL_ENV
 
 if TYPE_CHECKING:
     from workstation.store.results import ResultStore
     from workstation.workflow.analyze import Analysis
 
 __all__ = ["STORE_URL_ENV", "decode_map", "open_default_store", "save_analysis", "study_pseudonym"]
-
-STORE_URL_ENV = "WORKSTATION_STORE_URL"
 
 
 def study_pseudonym(study_uid: str | None, secret: bytes) -> str:
@@ -45,16 +43,9 @@ def open_default_store(*, actor: str | None = None, url: str | None = None) -> R
     Raises :class:`~workstation.security.errors.KeyStoreError` without a key store or
     passphrase (``$WORKSTATION_PASSPHRASE``, or a keyring-protected key store).
     """
-    from workstation.security.keystore import KeyStore, default_folder
-    from workstation.store import ResultStore
+    from workstation.store.default import open_default
 
-    keys = KeyStore.open(default_folder())
-    return ResultStore.open(
-        url or os.environ.get(STORE_URL_ENV) or None,
-        keys=keys.data_keys,
-        actor=actor or f"workstation:{getpass.getuser()}",
-        signer=keys.signing_key(),
-    )
+    return open_default(actor=actor or f"workstation:{getpass.getuser()}", url=url)[0]
 
 
 def _encode_map(kind: str, volume: Volume, extra: Mapping[str, Any]) -> tuple[bytes, dict]:
