@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from workstation import __version__
@@ -52,6 +53,7 @@ def _command_modules() -> dict[str, Any]:
         cli_models,
         cli_open,
         cli_pacs,
+        cli_plugins,
         cli_sync,
     )
 
@@ -65,6 +67,7 @@ def _command_modules() -> dict[str, Any]:
         "deid": cli_deid,
         "analyze": cli_analyze,
         "models": cli_models,
+        "plugins": cli_plugins,
         "registry": cli_sync.registry_command,
         "sync": cli_sync.sync_command,
     }
@@ -126,11 +129,23 @@ def _scan(path: str, *, as_json: bool) -> int:
 
 def _export(path: str, series: str | None, out: str, *, as_json: bool) -> int:
     from workstation.dicom import export_volume, load_series
-    from workstation.dicom.export import check_export_path
+    from workstation.dicom.export import EXPORT_SUFFIXES, check_export_path
+    from workstation.workflow.plugin_io import load_with_plugin, plugin_exporter, plugin_loader
 
-    check_export_path(out)  # fail before loading the series, not after
-    volume = load_series(path, series, progress=ProgressBar())
-    written = export_volume(volume, out)
+    builtin = any(out.lower().endswith(s) for s in EXPORT_SUFFIXES)
+    exporter = None if builtin else plugin_exporter(out)
+    if exporter is None:
+        check_export_path(out)  # fail before loading the series, not after
+    loader = plugin_loader(path)
+    if loader is not None:
+        volume = load_with_plugin(loader, path, progress=ProgressBar(), cancel=None)
+    else:
+        volume = load_series(path, series, progress=ProgressBar())
+    if exporter is not None:
+        exporter.export(volume, Path(out))
+        written = Path(out)
+    else:
+        written = export_volume(volume, out)
     if as_json:
         json.dump(
             {

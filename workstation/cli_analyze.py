@@ -45,8 +45,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add(
         "--explain",
         default="gradcam",
-        choices=("gradcam", "ig", "occlusion", "none"),
-        help="explanation method (default gradcam)",
+        type=_method,
+        metavar="METHOD",
+        help="gradcam (default), ig, occlusion, none, or a plugin's explainer "
+        "plugin:PLUGIN/NAME (see 'workstation plugins list')",
     )
     add("--confirm-with", metavar="MODEL", help="a classifier that confirms each candidate")
     add("--truth", metavar="MASK", help="known lesion mask (.nii/.nii.gz) on the series' grid")
@@ -55,6 +57,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add("--no-store", action="store_true", help="do not save into the encrypted result store")
     add("--stow", metavar="URL", help="also send SEG/SR/parametric map to this DICOMweb server")
     add("--json", action="store_true", help="print the summary as JSON")
+
+
+def _method(text: str) -> str:
+    if text in ("gradcam", "ig", "occlusion", "none") or text.startswith("plugin:"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: choose gradcam, ig, occlusion, none or plugin:PLUGIN/NAME"
+    )
 
 
 def _largest_series(path: str) -> str:

@@ -82,6 +82,7 @@ def explain(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     clock: Callable[[], datetime] | None = None,
+    attribute: Callable[..., Any] | None = None,
     **params: Any,
 ) -> Explanation:
     """Explain ``target`` for one input with ``method`` and measure the map's faithfulness.
@@ -104,13 +105,18 @@ def explain(
         Known lesion ``(D, H, W)``: enables the pointing game.
     faithfulness
         Compute deletion / insertion AUC against ``faithfulness_random`` random orders.
+    attribute
+        Another method (a plugin's explainer): ``attribute(model, x, target, *, progress,
+        cancel) -> (D, H, W)`` array, named ``method``; faithfulness is measured the same way.
     **params
         Method parameters: IG ``n_steps``, ``baseline``, ``internal_batch_size``; occlusion
         ``patch``, ``stride``, ``baseline``, ``batch_size``.
     """
-    if method not in METHODS:
+    if attribute is not None and method in METHODS:
+        raise ExplainError(f"{method!r} is a built-in method; name the plugin's method apart")
+    if attribute is None and method not in METHODS:
         raise ExplainError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    unknown = set(params) - set(_PARAMS[method])
+    unknown = set(params) - set(_PARAMS.get(method, {}))
     if unknown:
         raise ExplainError(f"{method} takes no parameter(s) {', '.join(sorted(unknown))}")
     x = prepare_input(model, tensor)
@@ -119,13 +125,15 @@ def explain(
             f"explain needs one input (1, C, D, H, W) on the reference grid "
             f"{reference_volume.shape}, got {tuple(x.shape)}"
         )
-    settings = {**_PARAMS[method], **params}
+    settings = {**_PARAMS.get(method, {}), **params}
     t0 = time.perf_counter()
     provenance_layer = None
     if method == "gradcam":
         module = resolve_layer(model, layer)
         provenance_layer = layer_name(model, module)
         maps = gradcam(model, x, target, layer=module, progress=progress, cancel=cancel)
+    elif attribute is not None:
+        maps = _custom_maps(attribute, model, x, target, progress, cancel)
     elif method == "ig":
         maps = integrated_gradients(model, x, target, progress=progress, cancel=cancel, **settings)
     else:
@@ -175,6 +183,27 @@ def explain(
         warnings=(),
     )
     return Explanation(volume, method, dict(settings), metrics, provenance, curves)
+
+
+def _custom_maps(
+    attribute: Callable[..., Any],
+    model: Any,
+    x: Any,
+    target: Target,
+    progress: ProgressFn | None,
+    cancel: CancelToken | None,
+) -> np.ndarray:
+    with eval_mode(model):
+        values = np.asarray(attribute(model, x, target, progress=progress, cancel=cancel))
+    spatial = tuple(x.shape[2:])
+    if values.shape == spatial:
+        values = values[None]
+    if values.shape != (1, *spatial) or not np.isfinite(values).all():
+        raise ExplainError(
+            f"the explainer returned an array of shape {values.shape} (or non-finite values); "
+            f"it must return finite values of shape {spatial}"
+        )
+    return values.astype(np.float32, copy=False)
 
 
 def _with_pointing(metrics: Faithfulness, hit: bool, tolerance: int) -> Faithfulness:

@@ -31,6 +31,16 @@ METHOD_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
     "occlusion": {"patch": 8, "stride": 8},
 }
 POINTING_TOLERANCE = 1  # voxels of the model grid (2 mm)
+PLUGIN_METHOD_PREFIX = "plugin:"  # "plugin:<plugin>/<explainer>": a plugin's explainer
+
+
+def plugin_attribution(method: str) -> Any:
+    """The ``attribute`` function of the plugin explainer that ``method`` names."""
+    from workstation.plugins import PluginRegistry
+
+    registry = PluginRegistry.discover()
+    key = method.removeprefix(PLUGIN_METHOD_PREFIX)
+    return registry.load(registry.find("explainers", key)).attribute
 
 
 def explain_finding(
@@ -75,6 +85,7 @@ def explain_finding(
         lesion_mask = resample_onto(truth_volume, crop, labels=True) > 0
 
     tensor = torch.from_numpy(np.ascontiguousarray(crop.array))[None, None]
+    custom = method.startswith(PLUGIN_METHOD_PREFIX)
     result = explain(
         model.module,
         tensor,
@@ -89,7 +100,8 @@ def explain_finding(
         model_version=info.version,
         progress=progress,
         cancel=cancel,
-        **METHOD_PARAMETERS[method],
+        attribute=plugin_attribution(method) if custom else None,
+        **METHOD_PARAMETERS.get(method, {}),
     )
     attribution = result.volume
     values = np.asarray(attribution.array, dtype=np.float32)

@@ -22,6 +22,7 @@ pseudonym and the study by its remapped UID.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,7 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     method = (analysis.explanation_info or {}).get("method")
+    stem = method_file_stem(method)
     model = f"{analysis.model['name']} {analysis.model['version']}"
     if analysis.labels is not None:
         written["findings_nifti"] = write_nifti(
@@ -107,7 +109,7 @@ def write_outputs(
     if analysis.explanation is not None:
         written["explanation_nifti"] = write_nifti(
             analysis.explanation,
-            out / f"explanation-{method}.nii.gz",
+            out / f"explanation-{stem}.nii.gz",
             description=f"explanation {method} {model}",
         )
     notes: list[str] = []
@@ -128,6 +130,11 @@ def write_outputs(
     )
     written["summary"] = out / "summary.json"
     return written
+
+
+def method_file_stem(method: object) -> str:
+    """A method name as a file name part: ``plugin:mw-x/name`` → ``plugin-mw-x-name``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(method)).strip("-")
 
 
 def _write_dicom(
@@ -166,10 +173,10 @@ def _write_dicom(
             source,
             np.asarray(analysis.explanation.array, dtype=np.float32),
             algorithm,
-            out / f"explanation-{method}.dcm",
+            out / f"explanation-{method_file_stem(method)}.dcm",
             name=f"{method} heatmap",
         )
-        written["parametric_map"] = out / f"explanation-{method}.dcm"
+        written["parametric_map"] = out / f"explanation-{method_file_stem(method)}.dcm"
     return written
 
 

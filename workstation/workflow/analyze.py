@@ -33,7 +33,7 @@ import numpy as np
 from workstation.core.tasks import CancelToken, ProgressFn, check_cancel
 from workstation.core.volume import Volume
 from workstation.inference.catalogue import LoadedModel, load_model
-from workstation.workflow._analysis_explain import explain_finding
+from workstation.workflow._analysis_explain import PLUGIN_METHOD_PREFIX, explain_finding
 from workstation.workflow._analysis_steps import (
     candidates,
     crop_box,
@@ -59,7 +59,8 @@ class AnalysisRequest:
     truth: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.explain is not None and self.explain not in EXPLAIN_METHODS:
+        plugin = self.explain is not None and self.explain.startswith(PLUGIN_METHOD_PREFIX)
+        if self.explain is not None and self.explain not in EXPLAIN_METHODS and not plugin:
             raise ValueError(
                 f"unknown explanation {self.explain!r}; use one of {', '.join(EXPLAIN_METHODS)}"
             )
