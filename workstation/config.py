@@ -8,6 +8,7 @@ application somewhere else. Sub-folders are created on first use, never at impor
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def paths(environ: dict[str, str] | None = None) -> Paths:
     return Paths(home_dir(environ))
 
 
+RESOURCES_ENV = "WORKSTATION_RESOURCES"
+
+
+def resources_dir() -> Path:
+    """The workstation's read-only resources: trust root, demo studies, models, tables.
+
+    ``$WORKSTATION_RESOURCES`` when set; else ``resources/`` beside the package (a source
+    checkout or editable install); else ``<sys.prefix>/share/medical-workstation/resources``,
+    where the wheel installs them (``[tool.setuptools.data-files]`` in ``pyproject.toml``).
+    """
+    override = os.environ.get(RESOURCES_ENV)
+    if override:
+        return Path(override)
+    beside = Path(__file__).resolve().parent.parent / "resources"
+    if (beside / "trust" / "root.json").is_file():
+        return beside
+    return Path(sys.prefix) / "share" / APP_NAME / "resources"
+
+
 def demo_study_path() -> Path:
     """The bundled demo study (a brain MR series built by ``resources/demo/build_demo_study.py``).
 
@@ -81,7 +101,7 @@ def demo_study_path() -> Path:
     ConfigError
         When the resources are not installed beside the package (install from the repository).
     """
-    path = Path(__file__).resolve().parent.parent / "resources" / "demo" / "brain_mr"
+    path = resources_dir() / "demo" / "brain_mr"
     if not path.is_dir():
         raise ConfigError(
             f"the demo study is missing ({path}); install the workstation from its repository "

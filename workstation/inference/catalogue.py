@@ -139,7 +139,9 @@ class LoadedModel:
 
 def shipped_models_dir() -> Path:
     """``resources/models`` beside the package (the demonstration models)."""
-    return Path(__file__).resolve().parents[2] / "resources" / "models"
+    from workstation.config import resources_dir
+
+    return resources_dir() / "models"
 
 
 def _search_dirs(dirs: Sequence[Path] | None) -> list[Path]:

@@ -127,7 +127,9 @@ class Signer:
 
 def shipped_root_path() -> Path:
     """The trust root installed with the workstation (``resources/trust/root.json``)."""
-    return Path(__file__).resolve().parents[2] / "resources" / "trust" / "root.json"
+    from workstation.config import resources_dir
+
+    return resources_dir() / "trust" / "root.json"
 
 
 @dataclass(frozen=True)
