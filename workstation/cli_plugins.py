@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -262,10 +263,14 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     pipeline = registry.load(registry.find("pipelines", args.pipeline))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with ProgressBar(args.pipeline) as bar:
+    try:
         summary = pipeline.run(
-            [Path(p) for p in args.input], out, parameters, progress=bar.update, cancel=None
+            [Path(p) for p in args.input], out, parameters, progress=ProgressBar(), cancel=None
         )
+    except Exception as error:  # the plugin boundary: report its error, exit 1
+        logging.getLogger(__name__).exception("plugin pipeline %s failed", args.pipeline)
+        sys.stderr.write(f"error: {args.pipeline} failed: {type(error).__name__}: {error}\n")
+        return EXIT_FAILURE
     if args.json:
         _say(json.dumps(summary, indent=2, default=str))
     else:

@@ -121,3 +121,28 @@ def test_the_example_plugin_exports_and_explains(tmp_path: Path, env: dict[str, 
     assert explanation["method"] == "plugin:mw-measure-example/gradient_x_input"
     assert explanation["faithfulness"]["deletion_auc"] is not None
     assert (out / "explanation-plugin-mw-measure-example-gradient_x_input.nii.gz").is_file()
+
+
+@pytest.mark.slow
+def test_the_progression_plugin_installed_recovers_the_demo_atrophy(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    bundle = tmp_path / "progression.mwp"
+    _ok(env, "plugins", "build", str(REPO / "plugins" / "progression"), "--out", str(bundle))
+    _ok(env, "plugins", "install", str(bundle))
+    out = tmp_path / "progression"
+    inputs = [
+        DEMO / "brain_mr_lesion",
+        DEMO / "followups" / "month12",
+        DEMO / "followups" / "month24",
+    ]
+    args = [a for path in inputs for a in ("--input", str(path))]
+    summary = json.loads(
+        _ok(env, "plugins", "run", "mw-progression/progression", *args, "--out", str(out), "--json")
+    )
+    truth = json.loads((DEMO / "followups" / "truth.json").read_text())
+    true_rate = truth["nominal"]["parenchymal_atrophy_percent_per_year"]
+    measured = summary["rates"]["parenchyma"]["rate_percent_per_year"]
+    assert abs(measured - true_rate) <= 0.3  # the plugin README's stated tolerance
+    assert {"progression.json", "change_map.nii.gz", "trend.png"} <= {p.name for p in out.iterdir()}
+    assert "not for clinical use" in summary["disclaimer"]
