@@ -3,7 +3,7 @@
 ::
 
     workstation open [PATH] [--layout 1x1|1x3|2x2] [--tissue-labels] [--clip-3d]
-                     [--screenshot PNG]
+                     [--analyze MODEL] [--plugin-panel PLUGIN/NAME] [--screenshot PNG]
 
 With no PATH the bundled demo study opens. With ``--screenshot`` the window is rendered once the
 series has loaded (and the 3D view and requested layers are drawn), saved as PNG, and the
@@ -54,6 +54,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         help="run this verified model (e.g. demo-lesion-seg) on the series once it has loaded",
     )
+    command.add_argument(
+        "--plugin-panel",
+        metavar="PLUGIN/NAME",
+        help="open this plugin panel once plugins are verified (see 'workstation plugins list')",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         tissue=args.tissue_labels,
         clip_3d=args.clip_3d,
         analyze=args.analyze,
+        plugin_panel=args.plugin_panel,
     )
 
 
@@ -76,6 +82,7 @@ def open_gui(
     tissue: bool = False,
     clip_3d: bool = False,
     analyze: str | None = None,
+    plugin_panel: str | None = None,
 ) -> int:
     """Open the viewer on ``path`` (``None``: the bundled demo study)."""
     if layout not in LAYOUTS:
@@ -87,5 +94,11 @@ def open_gui(
         sys.stderr.write(f"error: the viewer needs PySide6 ({error}); pip install PySide6\n")
         return EXIT_FAILURE
     return run_gui(
-        path, screenshot=screenshot, layout=layout, tissue=tissue, clip_3d=clip_3d, analyze=analyze
+        path,
+        screenshot=screenshot,
+        layout=layout,
+        tissue=tissue,
+        clip_3d=clip_3d,
+        analyze=analyze,
+        plugin_panel=plugin_panel,
     )

@@ -109,7 +109,7 @@ def test_colormaps_are_well_formed() -> None:
 
 def test_colormaps_match_matplotlib_when_available() -> None:
     cm = pytest.importorskip("matplotlib").colormaps
-    for name in ("gray", "gray_r", "hot", "inferno", "viridis"):
+    for name in ("gray", "gray_r", "hot", "inferno", "viridis", "coolwarm"):
         ref = np.rint(cm[name](np.linspace(0.0, 1.0, 256)) * 255)
         assert np.abs(colormap(name).astype(int) - ref).max() <= 2, name
 

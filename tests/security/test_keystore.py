@@ -461,3 +461,26 @@ def test_force_reinit_removes_the_old_keyring_entry(
 def test_keyring_required_but_missing(folder: Path) -> None:
     with pytest.raises(KeyStoreError, match="no OS keyring"):
         KeyStore.create(folder, use_keyring=True)
+
+
+def test_concurrent_key_derivations_complete() -> None:
+    """Workers unlocking the key store at once (models, plugins, sync at GUI start-up) must not
+    deadlock: cryptography's Argon2id hangs when two threads derive at the same time."""
+    import os
+    import threading
+
+    from workstation.security._kek import Argon2Params
+
+    params = Argon2Params(memory_kib=8 * 1024, iterations=1, lanes=4)
+    keys: list[bytes] = []
+    threads = [
+        threading.Thread(
+            target=lambda: keys.append(params.derive("a passphrase", os.urandom(16))), daemon=True
+        )
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(keys) == 4 and all(len(k) == 32 for k in keys)

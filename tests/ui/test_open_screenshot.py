@@ -189,3 +189,29 @@ def test_2x2_without_an_opengl_display_still_shows_the_2d_views(
     assert done.returncode == 0, done.stderr
     image = QImage(str(png))
     assert not image.isNull() and image.width() >= 1200
+
+
+def test_open_with_a_plugin_panel_waits_for_it(
+    qtbot: QtBot,
+    write_marker: Callable[..., object],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--plugin-panel`` opens the panel once plugins are verified; an unknown one fails."""
+    from workstation.plugins.developer import DeveloperMode
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("WORKSTATION_HOME", str(home))
+    mode = DeveloperMode.load(home)
+    mode.add(Path(__file__).resolve().parents[2] / "plugins" / "measure_example")
+    mode.enabled = True
+    mode.save()
+    folder = str(write_marker((24, 20, 8), name="centred").folder)  # type: ignore[attr-defined]
+    png = tmp_path / "out.png"
+    args = ["open", folder, "--layout", "1x1", "--screenshot", str(png)]
+    assert main([*args, "--plugin-panel", "mw-measure-example/roi"]) == 0
+    assert png.is_file()
+    png.unlink()
+    assert main([*args, "--plugin-panel", "mw-measure-example/nothing"]) == 1
+    assert "did not open" in capsys.readouterr().err and not png.exists()

@@ -9,6 +9,7 @@ imported. Tables are built once, cached and returned read-only.
 - ``viridis``, ``inferno``: linear interpolation between every 8th entry (and the last) of the
   256-entry tables published with matplotlib by Nathaniel Smith and Stéfan van der Walt
   (CC0); within 2 levels of the originals in every channel.
+- ``coolwarm``: Kenneth Moreland's diverging map, the same way (for signed maps).
 - :func:`label_palette`: label 0 transparent, then distinct colours (a fixed high-contrast set,
   continued by golden-angle hue steps).
 """
@@ -32,6 +33,13 @@ _INFERNO = (
     "8a226a 972766 a32c61 b0315b bc3754 c73e4c d24644 db503b e45a31 eb6628 f1731d f68013 "
     "f98e09 fb9d07 fcac11 fbbc21 f9cb35 f5db4c f2ea69 f3f68a fcffa4"
 )
+# Kenneth Moreland's diverging "cool to warm" map (as published with matplotlib as coolwarm),
+# every 8th entry and the last: for signed maps such as a change between two timepoints.
+_COOLWARM = (
+    "3b4cc0 445acc 4e68d8 5875e1 6282ea 6c8ff1 779af7 82a6fb 8db0fe 98b9ff a3c2fe aec9fc "
+    "b9d0f9 c3d5f4 ccd9ed d5dbe5 dddcdc e5d8d1 ecd3c5 f1ccb8 f5c4ac f7ba9f f7b093 f6a586 "
+    "f4987a f08b6e eb7d62 e46e56 dd5f4b d44e41 ca3b37 be242e b40426"
+)
 # Table indices of the control points above: 0, 8, ..., 248, then 255.
 _CONTROL_INDEX = np.r_[np.arange(0, 256, 8), 255]
 
@@ -41,7 +49,7 @@ _FIRST_LABEL_COLORS = (
     "e6194b 3cb44b 4363d8 ffe119 911eb4 42d4f4 f58231 f032e6 bfef45 469990 9a6324 000075"
 )
 
-COLORMAPS: tuple[str, ...] = ("gray", "gray_r", "hot", "inferno", "viridis")
+COLORMAPS: tuple[str, ...] = ("gray", "gray_r", "hot", "inferno", "viridis", "coolwarm")
 """The names :func:`colormap` accepts."""
 
 
@@ -73,6 +81,8 @@ def _rgb_table(name: str) -> np.ndarray:
         return _hot()
     if name == "viridis":
         return _from_controls(_VIRIDIS)
+    if name == "coolwarm":
+        return _from_controls(_COOLWARM)
     return _from_controls(_INFERNO)
 
 

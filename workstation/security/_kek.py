@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ PASSPHRASE_ENV = "WORKSTATION_PASSPHRASE"
 MIN_PASSPHRASE_LENGTH = 8
 
 _KEK_BYTES = 32
+# cryptography's Argon2id (OpenSSL) hangs when two threads derive at the same time; the GUI
+# unlocks the key store from several workers at start-up (models, plugins, sync).
+_DERIVE_LOCK = threading.Lock()
 _SALT_BYTES = 16
 
 Prompt = Callable[[], str]
@@ -71,7 +75,8 @@ class Argon2Params:
                 "Argon2id is not available in this cryptography build (needs cryptography >= 44 "
                 "with OpenSSL >= 3.2)"
             ) from error
-        return kdf.derive(unicodedata.normalize("NFC", passphrase).encode("utf-8"))
+        with _DERIVE_LOCK:  # two Argon2id derivations at once in one process deadlock
+            return kdf.derive(unicodedata.normalize("NFC", passphrase).encode("utf-8"))
 
 
 def keyring_available() -> bool:

@@ -30,6 +30,7 @@ def run_gui(
     tissue: bool = False,
     clip_3d: bool = False,
     analyze: str | None = None,
+    plugin_panel: str | None = None,
     size: tuple[int, int] = (1400, 900),
 ) -> int:
     """Show the main window, then load ``path`` (default: the bundled demo study).
@@ -37,7 +38,7 @@ def run_gui(
     ``tissue`` adds the demo template's tissue labels as a layer once the series has loaded;
     ``clip_3d`` cuts the 3D view at the crosshair (the octant facing the camera); ``analyze``
     runs that model from the Analyze panel once the series has loaded and moves the crosshair to
-    its top finding.
+    its top finding; ``plugin_panel`` opens that plugin panel once plugins are verified.
     With ``screenshot``, save the window as PNG once the series has loaded, the requested layers
     are in and the views (the 3D view included, when it runs) have drawn, and return 0; return 1
     (message on stderr) if loading failed. Otherwise run until the window is closed.
@@ -72,13 +73,20 @@ def run_gui(
         )
     if analyze:
         _analyze_when_loaded(window, analyze)
+    if plugin_panel:
+        window.plugins.open_panel_when_ready(plugin_panel)
     quit_on_close = app.quitOnLastWindowClosed()
     if screenshot is not None:
         # finish() exits the loop itself; a "last window closed" quit would be left pending and
         # end the next event loop of this process at once (tests run several in one process).
         app.setQuitOnLastWindowClosed(False)
         _ScreenshotWhenReady(
-            window, screenshot, tissue=tissue, analysis=bool(analyze), finish=finish
+            window,
+            screenshot,
+            tissue=tissue,
+            analysis=bool(analyze),
+            panel=plugin_panel,
+            finish=finish,
         )
 
     QTimer.singleShot(0, lambda: window.open(source))
@@ -99,7 +107,14 @@ class _ScreenshotWhenReady(QObject):
     the 3D scene (when the layout shows one and it could start)."""
 
     def __init__(
-        self, window: MainWindow, target: str, *, tissue: bool, analysis: bool, finish: Any
+        self,
+        window: MainWindow,
+        target: str,
+        *,
+        tissue: bool,
+        analysis: bool,
+        finish: Any,
+        panel: str | None = None,
     ) -> None:
         super().__init__(window)
         self.window, self.target, self.finish = window, target, finish
@@ -114,6 +129,9 @@ class _ScreenshotWhenReady(QObject):
                 self.waiting.add("findings 3d")
             window.analyze_panel.shown.connect(lambda _a: self._done("analysis"))
             window.analyze_panel.stopped.connect(lambda why: self._fail(f"analysis: {why}"))
+        if panel:
+            self.waiting.add("panel")
+            window.plugins.plugins_changed.connect(lambda: self._panel_shown(panel))
         window.loaded.connect(lambda _volume: self._done("series"))
         window.load_failed.connect(lambda message: self._fail(message))
         window.load_cancelled.connect(lambda: self._fail("loading was cancelled"))
@@ -143,6 +161,13 @@ class _ScreenshotWhenReady(QObject):
             self._done("tissue 3d")
         elif name.startswith("Findings ("):
             self._done("findings 3d")
+
+    def _panel_shown(self, key: str) -> None:
+        dock = self.window.plugins.docks.get(key)
+        if dock is not None:
+            self._done("panel")
+        else:
+            self._fail(f"the plugin panel {key} did not open (see 'workstation plugins list')")
 
     def _done(self, what: str) -> None:
         self.waiting.discard(what)

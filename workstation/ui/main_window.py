@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -40,6 +41,7 @@ from workstation.render import (
 from workstation.ui.analyze_panel import AnalyzePanel
 from workstation.ui.browser import StudyBrowser, local_paths, series_source
 from workstation.ui.layer_panel import LayerPanel
+from workstation.ui.plugin_host import PluginHost
 from workstation.ui.slice_view import SliceView
 from workstation.ui.sync_indicator import SyncIndicator
 from workstation.ui.tasks import TaskRunner
@@ -75,6 +77,7 @@ class MainWindow(QMainWindow):
         parent: QWidget | None = None,
         *,
         view3d_factory: View3DFactory = default_3d_factory,
+        plugin_registry_factory: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(parent)
         if layout not in LAYOUTS:
@@ -139,6 +142,10 @@ class MainWindow(QMainWindow):
             signal.connect(lambda *_: self.analyze_panel.refresh())
         self.actions_ = WindowActions(self)
         self.presets = self.actions_.presets
+        # Plugins: the Plugins menu and panel docks (discovered after the first paint).
+        self.plugins = PluginHost(
+            self, self.actions_.plugins_menu, registry_factory=plugin_registry_factory
+        )
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -161,6 +168,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         # The 3D view (pyvistaqt, VTK: about a second to import) starts after the first paint.
         QTimer.singleShot(0, self._start_3d)
+        self.plugins.start()  # plugin discovery, after the first paint
         if not self.sync_indicator.timer.isActive():
             QTimer.singleShot(1000, self.sync_indicator.start)  # after the series starts loading
 
@@ -341,6 +349,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.runner.shutdown()
+        self.plugins.shutdown()
         self.browser.shutdown()
         self.actions_.shutdown()
         self.analyze_panel.shutdown()

@@ -133,6 +133,8 @@ class WindowActions(QObject):
         analyze_menu.addAction("Show the &Analyze panel", lambda: (panel.show(), panel.raise_()))
         analyze_menu.addAction("&Run analysis", window.analyze_panel.run)
         analyze_menu.addAction("&Models…", self.open_models)
+        # Plugins: filled by the window's PluginHost (workstation.ui.plugin_host).
+        self.plugins_menu = bar.addMenu("&Plugins")
 
     # -- studies --------------------------------------------------------------------------------
     def remember(self, source: str | os.PathLike[str] | list[str]) -> None:
