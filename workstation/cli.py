@@ -48,6 +48,7 @@ def _command_modules() -> dict[str, Any]:
         cli_analyze,
         cli_audit,
         cli_bundle,
+        cli_cohort,
         cli_deid,
         cli_keys,
         cli_models,
@@ -68,6 +69,7 @@ def _command_modules() -> dict[str, Any]:
         "analyze": cli_analyze,
         "models": cli_models,
         "plugins": cli_plugins,
+        "cohort": cli_cohort,
         "registry": cli_sync.registry_command,
         "sync": cli_sync.sync_command,
     }
