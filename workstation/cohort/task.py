@@ -162,6 +162,7 @@ def _existing(store: ResultStore, pseudonym: str, analysis: Analysis) -> str | N
 
 
 def _save(analysis: Analysis, config: TaskConfig) -> tuple[str, bool]:
+    from workstation.sync.state import is_enrolled
     from workstation.workflow.analysis_store import save_analysis, study_pseudonym
 
     store, secret = _store(config), _secret()
@@ -169,7 +170,8 @@ def _save(analysis: Analysis, config: TaskConfig) -> tuple[str, bool]:
     found = _existing(store, pseudonym, analysis)
     if found is not None:
         return found, True
-    return save_analysis(analysis, store=store, secret=secret), False
+    # Queued for the registry like any other analysis when this workstation is enrolled.
+    return save_analysis(analysis, store=store, secret=secret, sync=is_enrolled()), False
 
 
 def _error(error: BaseException) -> str:

@@ -127,3 +127,31 @@ def test_panel_refuses_a_single_series(widget):
     w.run_button.click()
     assert context.loaded == []
     assert "at least two" in w.message.text()
+
+
+def test_one_series_per_timepoint_and_no_guessed_times(qtbot, small_demo):
+    """Two series of one study date: the one on screen is the default; checking both refuses."""
+    from mw_progression.panel import ProgressionPanel
+    from PySide6.QtCore import Qt  # noqa: TID251 - the panel under test is Qt
+
+    volumes = dict(small_demo)
+    baseline, date = volumes["baseline"]
+    volumes["baseline-other"] = (baseline, date)
+    shown = baseline.with_array(baseline.array, metadata={"series_uid": "series-baseline"})
+    context = FakeContext(volumes, current=shown)
+    w = ProgressionPanel().create(context)
+    qtbot.addWidget(w)
+    assert [s.key for s in w.checked()] == ["baseline", "month12", "month24"]
+    top = w.tree.topLevelItem(0)
+    for c in range(top.childCount()):
+        top.child(c).setCheckState(0, Qt.CheckState.Checked)
+    w.run_button.click()
+    assert context.loaded == [] and "share a study date" in w.message.text()
+
+
+def test_a_rate_in_percent_needs_a_baseline():
+    from mw_progression.trend import fit_trend
+
+    fit = fit_trend([0.0, 1.0, 2.0], [0.0, 2.0, 4.0], [0.05, 0.05, 0.05], "lesion")
+    assert fit.rate > 1.9
+    assert fit.rate_percent != fit.rate_percent  # NaN: no percentage of nothing

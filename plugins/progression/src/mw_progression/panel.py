@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -74,6 +75,9 @@ class ProgressionWidget(QWidget):
         options.addWidget(self.horizon)
         layout.addLayout(options)
         buttons = QHBoxLayout()
+        self.refresh_button = QPushButton("Refresh list")
+        self.refresh_button.setToolTip("List the series the study browser shows now")
+        buttons.addWidget(self.refresh_button)
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -98,21 +102,32 @@ class ProgressionWidget(QWidget):
         self.disclaimer.setWordWrap(True)
         self.disclaimer.setStyleSheet("color: #a33; font-weight: bold")
         layout.addWidget(self.disclaimer)
+        self.refresh_button.clicked.connect(self.populate)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.effect.valueChanged.connect(self._resimulate)
         self.horizon.valueChanged.connect(self._resimulate)
         self._update_effect_label()
+        self._listed: tuple[str, ...] = ()
         self.populate()
+
+    def showEvent(self, event: Any) -> None:
+        """Re-list when the browser's series changed while the panel was hidden."""
+        super().showEvent(event)
+        if tuple(s.key for s in self.context.series()) != self._listed:
+            self.populate()
 
     # -- series list --------------------------------------------------------------------------
     def populate(self) -> None:
         """List the context's series by patient, sorted by study date; check the default set."""
         self.tree.clear()
         groups: dict[str, list[SeriesInfo]] = defaultdict(list)
-        for info in self.context.series():
+        listed = list(self.context.series())
+        self._listed = tuple(s.key for s in listed)
+        for info in listed:
             groups[info.patient_key].append(info)
         chosen = self._default_patient(groups)
+        defaults = self._default_series(groups.get(chosen, []))
         for n, (patient, items) in enumerate(groups.items(), start=1):
             top = QTreeWidgetItem([f"Patient {n} ({patient[:8]})"])
             self.tree.addTopLevelItem(top)
@@ -122,7 +137,7 @@ class ProgressionWidget(QWidget):
                 child = QTreeWidgetItem([f"{shown}  {info.description}  ({info.images} images)"])
                 child.setData(0, KEY_ROLE, info)
                 child.setFlags(child.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-                checked = patient == chosen
+                checked = info.key in defaults
                 child.setCheckState(
                     0, Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked
                 )
@@ -138,6 +153,19 @@ class ProgressionWidget(QWidget):
                     return patient
         return next(iter(groups), None)
 
+    def _default_series(self, items: list[SeriesInfo]) -> set[str]:
+        """One series per study date: the one on screen for its date, else the first."""
+        volume = self.context.current_volume()
+        shown = set()
+        if volume is not None:
+            shown = {volume.metadata.get("series_uid"), volume.metadata.get("key")}
+        by_date: dict[str, SeriesInfo] = {}
+        for info in sorted(items, key=lambda s: s.series_uid):
+            on_screen = info.series_uid in shown or info.key in shown
+            if info.study_date not in by_date or on_screen:
+                by_date[info.study_date] = info
+        return {info.key for info in by_date.values()}
+
     def checked(self) -> list[SeriesInfo]:
         """The checked series, in the list's order (by study date)."""
         out = []
@@ -152,16 +180,20 @@ class ProgressionWidget(QWidget):
     # -- running ------------------------------------------------------------------------------
     def run(self) -> None:
         """Start the analysis of the checked series (first by date = baseline) in a task."""
+        if self.tree.topLevelItemCount() == 0:  # opened before the browser listed anything
+            self.populate()
         chosen = self.checked()
         if len({s.patient_key for s in chosen}) != 1 or len(chosen) < 2:
             self.message.setText("Check at least two series of one patient.")
             return
         times = years_between([s.study_date for s in chosen])
-        if times is None or len(set(times)) < len(times):
-            times = [float(n) for n in range(len(chosen))]
-            self.message.setText("Study dates missing or equal: timepoints assumed 1 year apart.")
-        else:
-            self.message.setText("Running…")
+        if times is None:
+            self.message.setText("A checked series has no study date: the times are unknown.")
+            return
+        if len(set(times)) < len(times):
+            self.message.setText("Two checked series share a study date: keep one per timepoint.")
+            return
+        self.message.setText("Running…")
         keys = [s.key for s in chosen]
         bspline = self.bspline.isChecked()
         effect, horizon = self.effect.value() / 100.0, self.horizon.value()
@@ -233,13 +265,16 @@ class ProgressionWidget(QWidget):
         for row, fit in enumerate(analysis.fits):
             lo, hi = fit.ci95
             plo, phi = fit.ci95_percent
-            cells = [
-                fit.region,
-                f"{fit.rate:+.2f} ({lo:+.2f} … {hi:+.2f})",
-                f"{fit.rate_percent:+.2f} ({plo:+.2f} … {phi:+.2f})",
-            ]
+            percent = (
+                f"{fit.rate_percent:+.2f} ({plo:+.2f} … {phi:+.2f})"
+                if math.isfinite(fit.rate_percent)
+                else "n/a (baseline ≈ 0)"
+            )
+            cells = [fit.region, f"{fit.rate:+.2f} ({lo:+.2f} … {hi:+.2f})", percent]
             for col, text in enumerate(cells):
                 self.rates_table.setItem(row, col, QTableWidgetItem(text))
+        self.volumes_table.resizeColumnsToContents()
+        self.rates_table.resizeColumnsToContents()
 
     def _update_effect_label(self) -> None:
         self.effect_label.setText(f"{self.effect.value()} % (assumed)")

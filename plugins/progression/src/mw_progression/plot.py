@@ -54,8 +54,12 @@ def trend_figure(
             fit.times, fit.values, yerr=fit.sigmas, fmt="o", color="k", capsize=3, label="measured"
         )
         lo, hi = fit.ci95_percent
+        unit = "%/yr"
+        if not np.isfinite(fit.rate_percent):  # baseline ≈ 0: say it in mL/yr
+            (lo, hi), unit = fit.ci95, "mL/yr"
+        rate = fit.rate_percent if unit == "%/yr" else fit.rate
         ax.set_title(
-            f"{TITLES.get(fit.region, fit.region)}: {fit.rate_percent:+.2f} %/yr\n"
+            f"{TITLES.get(fit.region, fit.region)}: {rate:+.2f} {unit}\n"
             f"(95 % CI {lo:+.2f} … {hi:+.2f})",
             fontsize=10,
         )

@@ -22,6 +22,8 @@ from scipy import stats
 
 __all__ = ["SIMULATION_LABEL", "Simulation", "TrendFit", "fit_trend", "simulate"]
 
+MIN_PERCENT_BASE_ML = 0.5  # below this, a rate in % of the baseline is not shown
+
 SIMULATION_LABEL = "SIMULATION: assumed effect, not a prediction"
 
 
@@ -51,16 +53,21 @@ class TrendFit:
         return (self.rate - half, self.rate + half)
 
     @property
+    def _percent_base(self) -> float:
+        """The fitted baseline, or NaN when it is too small for a percentage to mean anything
+        (below :data:`MIN_PERCENT_BASE_ML`, e.g. a lesion that appears after the baseline)."""
+        return self.intercept if self.intercept >= MIN_PERCENT_BASE_ML else float("nan")
+
+    @property
     def rate_percent(self) -> float:
-        """Rate in % of the fitted baseline value per year."""
-        return 100.0 * self.rate / self.intercept if self.intercept else float("nan")
+        """Rate in % of the fitted baseline value per year (NaN: baseline too small)."""
+        return 100.0 * self.rate / self._percent_base
 
     @property
     def ci95_percent(self) -> tuple[float, float]:
-        """95 % interval in %/yr."""
+        """95 % interval in %/yr (NaN: baseline too small)."""
         lo, hi = self.ci95
-        base = self.intercept or float("nan")
-        return (100.0 * lo / base, 100.0 * hi / base)
+        return (100.0 * lo / self._percent_base, 100.0 * hi / self._percent_base)
 
     def predict(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fitted value and its standard error at times ``t``."""
