@@ -4,6 +4,7 @@
 
     workstation cohort run SOURCE --model NAME --out DIR [--explain METHOD|none]
                            [--scheduler ADDRESS] [--workers N] [--no-store] [--limit N] [--json]
+    workstation cohort report DIR [--json]
     workstation cohort demo DIR [--studies N] [--broken K] [--outliers K] [--seed S]
 
 ``SOURCE`` is a folder tree (each folder holding one series' DICOM files is a study), a ``.txt``
@@ -15,6 +16,9 @@ of ``--workers`` processes runs the studies; with it, the cluster at ``ADDRESS``
 same command again skips the studies already done and retries the failed ones. Results are
 saved encrypted in the result store (the key store must open without a prompt;
 ``--no-store`` skips it).
+
+``report`` rebuilds ``summary.csv`` from the per-study rows, recomputes the QC flags and
+rewrites ``report/index.html`` (the summary table, QC flags with thumbnails, plots, failures).
 
 ``demo`` writes a synthetic cohort (the demo brain with lesions, broken studies and planted
 outliers; ``DIR/truth.json`` says which) to try it on.
@@ -67,6 +71,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add("--no-store", action="store_true", help="do not save into the encrypted result store")
     add("--limit", type=_positive, metavar="N", help="analyse at most N studies this run")
     add("--json", action="store_true", help="print cohort.json when done")
+    report = sub.add_parser(
+        "report", help="rebuild DIR's summary table, QC flags, plots and HTML report"
+    )
+    report.add_argument("dir", metavar="DIR", help="a cohort run's output folder")
+    report.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo = sub.add_parser("demo", help="write a synthetic cohort with broken studies and outliers")
     demo.add_argument("dir", metavar="DIR", help="where to write it")
     demo.add_argument("--studies", type=_positive, default=24, metavar="N")
@@ -105,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         return _demo(args)
     if command == "run":
         return _run(args)
-    sys.stderr.write("workstation cohort: choose an action: run or demo\n")
+    if command == "report":
+        return _report(args)
+    sys.stderr.write("workstation cohort: choose an action: run, report or demo\n")
     return EXIT_USAGE
 
 
@@ -125,6 +136,27 @@ def _demo(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{len(truth['studies'])} studies in {args.dir} ({len(truth['broken'])} broken, "
         f"{len(truth['outliers'])} outliers; see truth.json)\n"
+    )
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from workstation.cohort.runner import rebuild_report
+
+    try:
+        done = rebuild_report(args.dir)
+    except (OSError, ValueError) as error:
+        sys.stderr.write(f"workstation cohort report: error: {error}\n")
+        return EXIT_FAILURE
+    if args.json:
+        json.dump(done, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    counts = done["counts"]
+    sys.stdout.write(
+        f"{done['rows']} studies: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
+        f"{done['flagged']} flagged by QC\nTable: {Path(args.dir) / 'summary.csv'}\n"
+        f"Report: {done['report']}\n"
     )
     return EXIT_OK
 

@@ -93,6 +93,14 @@ def test_a_cohort_runs_end_to_end_and_a_rerun_does_only_what_is_left(
     assert (out / "report" / "index.html").is_file()
     assert json.loads((out / "cohort.json").read_text(encoding="utf-8"))["flagged"] == len(flags)
 
+    (out / "report" / "index.html").unlink()
+    (out / "summary.csv").unlink()
+    assert cohort_cli("report", str(out)) == 0  # rebuilt from the per-study rows alone
+    said = capsys.readouterr().out
+    assert "8 studies: 6 ok, 2 failed" in said and f"{len(flags)} flagged" in said
+    assert (out / "report" / "index.html").is_file() and (out / "summary.csv").is_file()
+    assert cohort_cli("report", str(tmp_path)) == 1  # no results there
+
 
 def test_a_study_run_twice_is_stored_once(cohort: Cohort, home: Path) -> None:
     source, truth = cohort

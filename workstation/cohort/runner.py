@@ -23,6 +23,7 @@ the driver, which alone writes the output folder.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -280,7 +281,26 @@ def run_cohort(options: RunOptions) -> dict[str, Any]:
     return manifest
 
 
-def _qc_and_report(folder: CohortFolder, manifest: dict[str, Any], options: RunOptions) -> None:
+def rebuild_report(out: str | Path) -> dict[str, Any]:
+    """``workstation cohort report DIR``: the summary table rebuilt from the per-study rows,
+    the QC flags recomputed, the HTML report rewritten; returns what to say about it."""
+    folder = CohortFolder(out)
+    if not folder.results.is_dir():
+        raise ValueError(f"{out} holds no cohort results (results/ is missing)")
+    rows = folder.rewrite_summary()
+    try:
+        manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    _qc_and_report(folder, manifest, None)
+    manifest["counts"] = {**manifest.get("counts", {}), **folder.counts()}
+    folder.write_json(folder.manifest, manifest)
+    return {"rows": rows, **manifest}
+
+
+def _qc_and_report(
+    folder: CohortFolder, manifest: dict[str, Any], options: RunOptions | None
+) -> None:
     from workstation.cohort import qc, report
 
     flags = qc.flag_outliers(folder.summary)
