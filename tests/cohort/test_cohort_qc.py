@@ -298,3 +298,11 @@ def test_empty_summary(tmp_path: Path) -> None:
     rows = [f"s{i},ok,,{800 + i}" for i in range(10)] + ["s10,ok,,inf", "s11,ok,,", "s12,ok,,9000"]
     path.write_text("study_key,status,error,in_p99\n" + "\n".join(rows) + "\n", encoding="utf-8")
     assert list(flag_outliers(path)) == ["s12"]  # inf and empty cells are missing values
+
+
+def test_a_nearly_constant_feature_does_not_flag_small_differences() -> None:
+    """A model giving 0.779 ± 0.0005 for most studies: 0.81 is not an anomaly, 0.95 is."""
+    rng = np.random.default_rng(0)
+    values = np.r_[0.7787 + rng.normal(0, 0.0005, 40), 0.81, 0.95]
+    flagged = score_feature("out_lesion_probability", values, 3.5)
+    assert sorted(flagged) == [41]

@@ -13,6 +13,9 @@ rows, for each feature:
   when ``|z| > threshold`` (3.5 by default, Iglewicz & Hoaglin's recommendation), with a reason
   such as ``"in_p99 z=+12.3 (median 812, MAD 40)"``. Features with fewer than
   :data:`MIN_VALUES` values, or all equal, are skipped.
+  The scale is at least :data:`MIN_RELATIVE_SCALE` (2 %) of the median's magnitude, so a
+  nearly constant feature (a model output that barely varies) does not turn differences of a
+  few percent into huge z-scores.
 - **MAD = 0**: more than half the studies share one value, a mass point (0 findings, 1 mm
   slices). Scaling by the IQR or the mean deviation then flags ordinary non-zero studies of a
   zero-inflated feature (finding volume), so instead the values *other* than the mass point are
@@ -37,9 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_VALUES", "RARE_FRACTION", "flag_outliers", "robust_scale", "score_feature"]
+__all__ = [
+    "MIN_RELATIVE_SCALE",
+    "MIN_VALUES",
+    "RARE_FRACTION",
+    "flag_outliers",
+    "robust_scale",
+    "score_feature",
+]
 
 MIN_VALUES = 5
+MIN_RELATIVE_SCALE = 0.02  # the z-score scale is at least 2 % of |median|
 RARE_FRACTION = 0.1
 _MAD_TO_STD = 1.4826
 _FEATURE_PREFIXES = ("in_", "out_")
@@ -65,7 +76,11 @@ def score_feature(name: str, values: np.ndarray, threshold: float) -> dict[int, 
         return {}
     median, mad = robust_scale(values)
     if mad > 0:
-        z = (values - median) / (_MAD_TO_STD * mad)
+        # A near-constant feature (a model that gives 0.779 for almost every study) would make
+        # a 3 % difference look like z = 40: differences below MIN_RELATIVE_SCALE of the typical
+        # value are not anomalies.
+        scale = max(_MAD_TO_STD * mad, MIN_RELATIVE_SCALE * abs(median))
+        z = (values - median) / scale
         detail = f"median {_fmt(median)}, MAD {_fmt(mad)}"
         return {
             int(i): f"{name} z={z[i]:+.1f} ({detail})" for i in np.nonzero(np.abs(z) > threshold)[0]
