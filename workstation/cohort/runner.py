@@ -276,7 +276,7 @@ def run_cohort(options: RunOptions) -> dict[str, Any]:
         manifest = run.close(state)
         folder.write_json(folder.manifest, manifest)
         folder.rewrite_summary()
-    _qc_and_report(folder, manifest, options)
+    _qc_and_report(folder, manifest)
     folder.write_json(folder.manifest, manifest)
     return manifest
 
@@ -292,18 +292,17 @@ def rebuild_report(out: str | Path) -> dict[str, Any]:
         manifest = json.loads(folder.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         manifest = {}
-    _qc_and_report(folder, manifest, None)
-    manifest["counts"] = {**manifest.get("counts", {}), **folder.counts()}
-    folder.write_json(folder.manifest, manifest)
+    _qc_and_report(folder, manifest)
     return {"rows": rows, **manifest}
 
 
-def _qc_and_report(
-    folder: CohortFolder, manifest: dict[str, Any], options: RunOptions | None
-) -> None:
+def _qc_and_report(folder: CohortFolder, manifest: dict[str, Any]) -> None:
     from workstation.cohort import qc, report
 
     flags = qc.flag_outliers(folder.summary)
     folder.write_json(folder.flags, flags)
     manifest["flagged"] = len(flags)
-    manifest["report"] = str(report.write_report(folder.root))
+    manifest["counts"] = {**manifest.get("counts", {}), **folder.counts()}
+    manifest["report"] = str(folder.root / "report" / "index.html")
+    folder.write_json(folder.manifest, manifest)  # the report shows this run's numbers
+    report.write_report(folder.root)
