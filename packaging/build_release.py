@@ -52,6 +52,7 @@ from workstation.security.sign import HybridSigningKey  # noqa: E402
 from workstation.security.trust import TrustRoots, format_time  # noqa: E402
 
 APP_NAME = "medical-workstation"
+RELEASE_EXTRAS = ("cohort",)  # optional dependency groups every release includes
 ROOT_IN_TREE = Path("resources/trust/root.json")
 INSTALLER = "medws-install.pyz"
 SUMS = "SHA256SUMS"
@@ -330,7 +331,9 @@ def build(
             _say("warning: no --plugin-key: the release carries no plugins")
         t = lap("plugins", t)
         exclude = [APP_NAME, *(p.wheel.name for p in plugins)]
-        requirements = [app.path, *(p.wheel.path for p in plugins)]
+        # The app with the optional features a workstation ships with (cohorts on Dask).
+        with_extras = f"{app.path}[{','.join(RELEASE_EXTRAS)}]"
+        requirements = [with_extras, *(p.wheel.path for p in plugins)]
         wh.download(
             requirements,
             wheels_dir,
