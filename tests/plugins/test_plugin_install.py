@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,25 +15,9 @@ from workstation.security.sign import HybridSigningKey
 from workstation.security.trust import LocalTrust, add_allowed_key, utcnow
 
 
-@pytest.fixture(scope="module")
-def publisher() -> Publisher:
-    return Publisher.make()
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
-
-
-@pytest.fixture(autouse=True)
-def _clean_sys_path():
-    before = list(sys.path)
-    modules = set(sys.modules)
-    yield
-    sys.path[:] = before
-    for name in set(sys.modules) - modules:
-        if name.startswith("mw_test_"):
-            del sys.modules[name]
 
 
 def _discover(home: Path, publisher: Publisher) -> PluginRegistry:

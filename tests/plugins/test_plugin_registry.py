@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from plugin_kit import build, trust_of, write_plugin
 from security.bundle_kit import Publisher
@@ -12,22 +10,6 @@ from workstation.plugins import PluginError, PluginRegistry
 from workstation.plugins.developer import UNSIGNED, DeveloperMode
 from workstation.plugins.installed import install_bundle, user_root
 from workstation.plugins.metadata import from_pyproject
-
-
-@pytest.fixture(scope="module")
-def publisher() -> Publisher:
-    return Publisher.make()
-
-
-@pytest.fixture(autouse=True)
-def _clean_sys_path():
-    before = list(sys.path)
-    modules = set(sys.modules)
-    yield
-    sys.path[:] = before
-    for name in set(sys.modules) - modules:
-        if name.startswith("mw_test_"):
-            del sys.modules[name]
 
 
 def test_a_broken_plugin_is_isolated_and_the_others_run(tmp_path, publisher):
