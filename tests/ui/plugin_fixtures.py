@@ -88,15 +88,24 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     return Bundles(publisher, measure, broken, untrusted)
 
 
+_PLUGIN_MODULES = ("mw_measure_example", "mw_test_broken_panel")
+
+
 @pytest.fixture(autouse=True)
 def _clean_imports() -> Iterator[None]:
-    """Each test imports its plugins from its own home."""
-    before, modules = list(sys.path), set(sys.modules)
+    """Each test imports its plugins from its own home only, as in a real environment: the
+    example plugin's own tests (same pytest run) put its source folder on sys.path and import
+    it, which an install would rightly refuse as a clash; hide both for the test's duration."""
+    before = list(sys.path)
+    hidden = {n: m for n, m in sys.modules.items() if n.startswith(_PLUGIN_MODULES)}
+    for name in hidden:
+        del sys.modules[name]
+    sys.path[:] = [p for p in before if not p.startswith(str(REPO / "plugins"))]
     yield
     sys.path[:] = before
-    for name in set(sys.modules) - modules:
-        if name.startswith(("mw_measure_example", "mw_test_broken_panel")):
-            del sys.modules[name]
+    for name in [n for n in sys.modules if n.startswith(_PLUGIN_MODULES)]:
+        del sys.modules[name]
+    sys.modules.update(hidden)
 
 
 def install(bundles: Bundles, *paths: Path) -> None:
