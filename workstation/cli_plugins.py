@@ -130,29 +130,16 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _audit(action: str, name: str, details: dict[str, Any]) -> None:
-    """Record a plugin change; without an unlocked store the change is refused."""
-    from workstation.workflow.analysis_store import open_default_store
-
-    store = open_default_store(actor=f"cli:{getpass.getuser()}")
-    try:
-        store.audit.record(
-            actor=store.actor,
-            action=action,
-            object_type="plugin",
-            object_id=name,
-            details=details,
-        )
-    finally:
-        store.close()
-
-
-def _check_audit_available() -> None:
+def _open_audit(system: bool) -> Any:
+    """The audit trail plugin changes go to, opened once per command (``None`` for
+    ``--system``, whose installs keep a receipt); without an unlocked store, refused."""
+    if system:
+        return None
     from workstation.security.errors import KeyStoreError
     from workstation.workflow.analysis_store import open_default_store
 
     try:
-        open_default_store(actor=f"cli:{getpass.getuser()}").close()
+        return open_default_store(actor=f"cli:{getpass.getuser()}")
     except KeyStoreError as error:
         raise WorkstationError(
             f"{error}\nplugin changes are recorded in the audit trail: unlock the key store "
@@ -160,41 +147,42 @@ def _check_audit_available() -> None:
         ) from None
 
 
+def _record(store: Any, action: str, name: str, details: dict[str, Any]) -> None:
+    if store is not None:
+        store.audit.record(
+            actor=store.actor, action=action, object_type="plugin", object_id=name, details=details
+        )
+
+
 def _install(args: argparse.Namespace) -> int:
     from workstation.plugins import installed
     from workstation.security.trust import TrustRoots
 
     root = installed.system_root() if args.system else installed.user_root()
-    if not args.system:
-        _check_audit_available()
-    trust = TrustRoots.load_default()
     actor = f"{'system' if args.system else 'cli'}:{getpass.getuser()}"
+    store = _open_audit(args.system)
     try:
-        plugin = installed.install_bundle(
-            args.bundle, root=root, trust=trust, actor=actor, allow_downgrade=args.allow_downgrade
-        )
-    except WorkstationError as error:
-        if not args.system:
-            _audit("plugin.refuse", Path(args.bundle).name, {"reason": str(error)[:500]})
-        raise
-    meta = plugin.metadata
-    if not args.system:
-        details = {"version": meta.version, "trusted_by": plugin.trusted_by}
+        try:
+            plugin = installed.install_bundle(
+                args.bundle,
+                root=root,
+                trust=TrustRoots.load_default(),
+                actor=actor,
+                allow_downgrade=args.allow_downgrade,
+            )
+        except WorkstationError as error:
+            _record(store, "plugin.refuse", Path(args.bundle).name, {"reason": str(error)[:500]})
+            raise
+        meta = plugin.metadata
         signers = ",".join(s.key_id for s in plugin.signers)
         details = {"version": meta.version, "trusted_by": plugin.trusted_by, "signers": signers}
-        _audit("plugin.install", meta.name, details)
+        _record(store, "plugin.install", meta.name, details)
+    finally:
+        if store is not None:
+            store.close()
     if args.json:
-        _say(
-            json.dumps(
-                {
-                    "ok": True,
-                    "name": meta.name,
-                    "version": meta.version,
-                    "trusted_by": plugin.trusted_by,
-                    "folder": str(plugin.folder),
-                }
-            )
-        )
+        done = {"ok": True, "name": meta.name, "version": meta.version}
+        _say(json.dumps(done | {"trusted_by": plugin.trusted_by, "folder": str(plugin.folder)}))
     else:
         points = ", ".join(f"{k[:-1]} {n}" for k, n, _ in meta.contributions())
         _say(f"installed {meta.name} {meta.version} ({plugin.trusted_by}): {points}")
@@ -205,11 +193,13 @@ def _remove(args: argparse.Namespace) -> int:
     from workstation.plugins import installed
 
     root = installed.system_root() if args.system else installed.user_root()
-    if not args.system:
-        _check_audit_available()
-    receipt = installed.remove_plugin(args.name, root=root)
-    if not args.system:
-        _audit("plugin.remove", args.name, {"version": str(receipt.get("version", "?"))})
+    store = _open_audit(args.system)
+    try:
+        receipt = installed.remove_plugin(args.name, root=root)
+        _record(store, "plugin.remove", args.name, {"version": str(receipt.get("version", "?"))})
+    finally:
+        if store is not None:
+            store.close()
     _say(f"removed {args.name} {receipt.get('version', '')}".rstrip())
     return EXIT_OK
 
@@ -315,7 +305,11 @@ def _trust(args: argparse.Namespace) -> int:
     public = doc["signing"]["public"] if "signing" in doc else doc
     key = HybridPublicKey.from_json(public)
     expires = utcnow() + dt.timedelta(days=args.expires)
-    add_allowed_key(key, roles=["plugin"], expires=expires, note=args.note)
-    _audit("plugin.trust_key", key.key_id, {"note": args.note[:200], "role": "plugin"})
+    store = _open_audit(False)
+    try:
+        add_allowed_key(key, roles=["plugin"], expires=expires, note=args.note)
+        _record(store, "plugin.trust_key", key.key_id, {"note": args.note[:200], "role": "plugin"})
+    finally:
+        store.close()
     _say(f"plugins signed by {key.key_id} are now allowed until {expires:%Y-%m-%d}")
     return EXIT_OK

@@ -146,3 +146,18 @@ def test_the_progression_plugin_installed_recovers_the_demo_atrophy(
     assert abs(measured - true_rate) <= 0.3  # the plugin README's stated tolerance
     assert {"progression.json", "change_map.nii.gz", "trend.png"} <= {p.name for p in out.iterdir()}
     assert "not for clinical use" in summary["disclaimer"]
+
+
+def test_an_administrator_allows_a_publisher(tmp_path: Path, env: dict[str, str]) -> None:
+    from workstation.security.sign import HybridSigningKey
+
+    public = HybridSigningKey.generate().public_key
+    key_file = tmp_path / "lab.json"
+    key_file.write_text(json.dumps(public.to_json()))
+    said = _ok(env, "plugins", "trust", str(key_file), "--note", "neuro lab", "--expires", "30")
+    assert f"plugins signed by {public.key_id} are now allowed" in said
+    allowed = json.loads(
+        (Path(env["WORKSTATION_HOME"]) / "trust" / "allowed_keys.json").read_text()
+    )
+    assert [k["public"]["key_id"] for k in allowed["keys"]] == [public.key_id]
+    assert _audit_actions(env) == [("plugin.trust_key", public.key_id)]
