@@ -157,15 +157,10 @@ def _plots(rows: list[dict[str, str]], flagged: set[str], folder: Path) -> list[
         for r in ok
         if (x := _float(r.get("in_p99"))) is not None and (y := _float(r.get("in_snr"))) is not None
     ]
-    if points:
-        for bad, colour, name in ((False, "tab:blue", "not flagged"), (True, "tab:red", "flagged")):
-            chosen = [(x, y) for x, y, f in points if f is bad]
-            if chosen:
-                axes.scatter(*zip(*chosen, strict=True), c=colour, s=18, label=name)
-        axes.set_xlabel("in_p99 (foreground 99th percentile)")
-        axes.set_ylabel("in_snr")
-        axes.legend()
-    else:
+    groups = ((False, "tab:blue", "not flagged"), (True, "tab:red", "flagged"))
+    if not _scatter_groups(
+        axes, points, groups, 18, "in_p99 (foreground 99th percentile)", "in_snr"
+    ):
         empty(axes)
     _save(figure, folder / plots[-1][0])
 
@@ -175,18 +170,33 @@ def _plots(rows: list[dict[str, str]], flagged: set[str], folder: Path) -> list[
         for i, r in enumerate(rows)
         if (v := _float(r.get("seconds"))) is not None
     ]
-    if timed:
-        for good, colour, name in ((True, "tab:blue", "ok"), (False, "tab:red", "failed")):
-            chosen = [(i, v) for i, v, g in timed if g is good]
-            if chosen:
-                axes.scatter(*zip(*chosen, strict=True), c=colour, s=12, label=name)
-        axes.set_xlabel("study (summary order)")
-        axes.set_ylabel("s")
-        axes.legend()
-    else:
+    groups = ((True, "tab:blue", "ok"), (False, "tab:red", "failed"))
+    if not _scatter_groups(axes, timed, groups, 12, "study (summary order)", "s"):
         empty(axes)
     _save(figure, folder / plots[-1][0])
     return plots
+
+
+def _scatter_groups(
+    axes: Any,
+    points: list[tuple[float, float, bool]],
+    groups: tuple[tuple[bool, str, str], ...],
+    size: int,
+    xlabel: str,
+    ylabel: str,
+) -> bool:
+    """Scatter ``(x, y, member)`` points, one colour and legend entry per ``(member, colour,
+    label)`` group; False (nothing drawn) when there are no points."""
+    if not points:
+        return False
+    for member, colour, label in groups:
+        chosen = [(x, y) for x, y, m in points if m is member]
+        if chosen:
+            axes.scatter(*zip(*chosen, strict=True), c=colour, s=size, label=label)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.legend()
+    return True
 
 
 def _table(header: list[str], body: list[list[str]]) -> str:
