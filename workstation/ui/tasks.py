@@ -78,11 +78,11 @@ class _Job(QRunnable):
 
         def progress(done: int, total: int, message: str = "") -> None:
             if not cancel.cancelled:
-                emitter.progress.emit(task_id, int(done), int(total), str(message))
+                _emit(emitter.progress, task_id, int(done), int(total), str(message))
 
         def partial(value: object) -> None:
             if not cancel.cancelled:
-                emitter.partial.emit(task_id, value)
+                _emit(emitter.partial, task_id, value)
 
         kwargs: dict[str, Any] = {"progress": progress, "cancel": cancel}
         if self.with_partial:
@@ -90,18 +90,27 @@ class _Job(QRunnable):
         try:
             result = self.fn(**kwargs)
         except Cancelled:
-            emitter.cancelled.emit(task_id)
+            _emit(emitter.cancelled, task_id)
         except WorkstationError as error:
-            emitter.failed.emit(task_id, describe_error(error), "")
+            _emit(emitter.failed, task_id, describe_error(error), "")
         except Exception as error:  # the worker boundary: log the traceback and report it
             details = traceback.format_exc()
             log.exception("task %d failed unexpectedly", task_id)
-            emitter.failed.emit(task_id, f"unexpected error: {describe_error(error)}", details)
+            _emit(emitter.failed, task_id, f"unexpected error: {describe_error(error)}", details)
         else:
             if cancel.cancelled:
-                emitter.cancelled.emit(task_id)
+                _emit(emitter.cancelled, task_id)
             else:
-                emitter.finished.emit(task_id, result)
+                _emit(emitter.finished, task_id, result)
+
+
+def _emit(signal: Any, *args: Any) -> None:
+    """Emit unless the runner's emitter is gone (its window closed while the task ran): an
+    exception must not escape a worker into Qt's thread pool."""
+    try:
+        signal.emit(*args)
+    except RuntimeError:  # "Internal C++ object already deleted": nobody is listening
+        log.debug("a task's outcome was dropped: its runner no longer exists")
 
 
 class TaskRunner(QObject):
